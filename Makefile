@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:  make demo  (the main job)  and  make test  (the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# the install stamp is keyed on pyproject.toml, so `make test` twice does not reinstall
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install test lint typecheck demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	set -o pipefail; $(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+	set -o pipefail; $(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import rskd_core, torch, torchvision, sklearn, pydantic, yaml, pytest"
+	rm -f $(VENV)/.installed-* && touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/rskd train examples/runs/digits_rskd.yaml --out runs/demo/rskd
+	$(BIN)/rskd train examples/runs/digits_rskd.yaml --method ce --out runs/demo/ce
+	$(BIN)/python -m rskd_core.summary runs/demo/rskd runs/demo/ce
+
+bench: install
+	$(BIN)/python benchmarks/step_overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

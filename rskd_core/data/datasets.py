@@ -1,0 +1,164 @@
+"""Data sets as tensors: digits (ships with scikit-learn), synthetic, and CIFAR-10/100 from the standard python-pickle
+folders under the data root. Nothing is downloaded unless ``data.download`` is set.
+
+Every builder returns normalised float32 (N, C, H, W) train and test tensors plus int64 labels; the same split for
+every run (a fixed seed, independent of the run's seed), so that seeds vary the training only.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rskd_core.config import DataConfig
+from rskd_core.data.augment import AugmentSpec
+from rskd_core.registry import Registry
+
+SPLIT_SEED = 20250317  # fixed: the train/test split of digits and the synthetic prototypes never depend on run seeds
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded, with the path or setting to fix."""
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    default_augment: AugmentSpec
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+
+DatasetBuilder = Callable[[DataConfig, Path | None], ArrayDataset]
+DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+
+
+def _normalize(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std of the training set, applied to both splits."""
+    mean = train.mean(dim=(0, 2, 3), keepdim=True)
+    std = train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
+
+
+def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None or size == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+@DATASETS.register("digits")
+def load_digits_dataset(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
+    """scikit-learn's 1,797 real 8×8 handwritten digits (values 0..16), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32) / 16.0
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    tr, te = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=SPLIT_SEED % 2**31)
+    x = torch.from_numpy(images).unsqueeze(1)
+    x_tr, x_te = _normalize(_resize(x[tr], cfg.image_size), _resize(x[te], cfg.image_size))
+    y = torch.from_numpy(labels)
+    return ArrayDataset("digits", x_tr, y[tr], x_te, y[te], 10, AugmentSpec(crop_padding=1, flip=False))
+
+
+@DATASETS.register("synthetic")
+def load_synthetic_dataset(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
+    """Gaussian images around one random prototype per class: learnable, any shape, for shape and speed tests."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    size = cfg.image_size or 32
+    protos = torch.randn(cfg.num_classes, cfg.channels, size, size, generator=g)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % cfg.num_classes
+        y = y[torch.randperm(n, generator=g)]
+        return protos[y] + 1.5 * torch.randn(n, cfg.channels, size, size, generator=g), y
+
+    x_tr, y_tr = draw(cfg.train_size)
+    x_te, y_te = draw(cfg.test_size)
+    x_tr, x_te = _normalize(x_tr, x_te)
+    return ArrayDataset("synthetic", x_tr, y_tr, x_te, y_te, cfg.num_classes, AugmentSpec(crop_padding=0, flip=False))
+
+
+_CIFAR = {
+    # name: (folder, train files, test file, label key, classes)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
+    "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
+}
+
+
+def _read_cifar_file(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as f:
+        entry = pickle.load(f, encoding="bytes")  # the standard CIFAR format; only read from the configured data root
+    data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return data, np.asarray(entry[label_key], dtype=np.int64)
+
+
+def _cifar_folder(name: str, cfg: DataConfig, root: Path | None) -> Path:
+    folder, *_ = _CIFAR[name]
+    if cfg.root is not None:
+        return Path(cfg.root)
+    if root is None:
+        raise DataError(f"{name} needs a data root: set RSKD_DATA_ROOT (expected <root>/{folder}) or data.root")
+    return root / folder
+
+
+def _load_cifar(name: str, cfg: DataConfig, root: Path | None) -> ArrayDataset:
+    folder_name, train_files, test_file, label_key, classes = _CIFAR[name]
+    folder = _cifar_folder(name, cfg, root)
+    missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
+    if missing and cfg.download:
+        _download_cifar(name, folder.parent)
+        missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{name} not found: expected the python-pickle files {missing} in {folder} "
+            f"(the standard {folder_name} folder); put it under RSKD_DATA_ROOT or set data.root"
+        )
+    parts = [_read_cifar_file(folder / f, label_key) for f in train_files]
+    x_tr = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255)
+    y_tr = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    x_te_np, y_te_np = _read_cifar_file(folder / test_file, label_key)
+    x_te = torch.from_numpy(x_te_np).float().div_(255)
+    x_tr, x_te = _normalize(_resize(x_tr, cfg.image_size), _resize(x_te, cfg.image_size))
+    return ArrayDataset(name, x_tr, y_tr, x_te, torch.from_numpy(y_te_np), classes, AugmentSpec(4, True))
+
+
+def _download_cifar(name: str, dest: Path) -> None:  # pragma: no cover - needs internet, never in tests
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    cls(str(dest), train=True, download=True)
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
+    """CIFAR-10 from ``<root>/cifar-10-batches-py`` (data_batch_1..5, test_batch)."""
+    return _load_cifar("cifar10", cfg, root)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
+    """CIFAR-100 from ``<root>/cifar-100-python`` (train, test; fine labels)."""
+    return _load_cifar("cifar100", cfg, root)
+
+
+def load_dataset(cfg: DataConfig, root: Path | None) -> ArrayDataset:
+    return DATASETS.get(cfg.name)(cfg, root)

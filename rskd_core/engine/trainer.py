@@ -1,0 +1,353 @@
+"""The one training loop. Variation comes through the Method, the TeacherRule and callbacks, never a copied loop.
+
+One step: the teacher rule shapes the batch (``prepare``) and gives its signal (no grad); the student runs with the
+taps the method asked for; the method returns named, weighted loss terms; their sum is checked for NaN/inf, backward,
+SGD step; the teacher rule updates itself. Each epoch ends with an evaluation on the test set, a metrics record and
+the callbacks (checkpoints, JSONL, progress, Ray/MLflow in ``worker/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rskd_core.config import RunConfig
+from rskd_core.data import Batch, DataBundle, build_data
+from rskd_core.engine import checkpoint as ckpt
+from rskd_core.engine.callbacks import Callback
+from rskd_core.engine.metrics import classification_metrics
+from rskd_core.engine.schedule import LRSchedule
+from rskd_core.methods import Method, ModelOutput, Progress, create_method
+from rskd_core.models import TapModel, create_model
+from rskd_core.teachers import TeacherContext, TeacherRule, create_teacher
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the message names the epoch, the step and the offending terms."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``runtime.fail_at_epoch`` (fault-injection for tests)."""
+
+
+class ResumeError(ValueError):
+    """A checkpoint that does not belong to this config."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"runtime.device={name} but CUDA is not available here; use runtime.device=cpu or auto")
+    return device
+
+
+def _comparable(cfg: RunConfig) -> dict[str, Any]:
+    """The parts of a config that must match for a checkpoint to be resumed (runtime settings may change)."""
+    data = cfg.model_dump(mode="json")
+    data.pop("runtime")
+    return data
+
+
+@dataclass
+class FitResult:
+    epochs_done: int
+    history: list[dict[str, Any]]
+    best_top1: float
+    best_epoch: int
+    stopped_early: bool = False
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Builds model, method, teacher rule, data and optimizer from a RunConfig and trains them."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        callbacks: Sequence[Callback] = (),
+        *,
+        data_root: str | Path | None = None,
+        data: DataBundle | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.runtime.device)
+        torch.manual_seed(cfg.seed)
+        self.teacher: TeacherRule = create_teacher(cfg.teacher)
+        batch = self.teacher.train_batch_size(cfg.optim.batch_size)
+        root = Path(data_root) if data_root is not None else None
+        self.data = data or build_data(
+            cfg.data,
+            device=self.device,
+            train_batch_size=batch,
+            eval_batch_size=cfg.eval.batch_size,
+            seed=cfg.seed,
+            data_root=root,
+        )
+        ds = self.data.dataset
+        self.num_classes = ds.num_classes
+        self.model: TapModel = create_model(cfg.model, ds.num_classes, ds.channels).to(self.device)
+        self.method: Method = create_method(cfg.method, self.model).to(self.device)
+        if cfg.runtime.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.method.to(memory_format=torch.channels_last)
+        self.teacher.setup(
+            self.model,
+            TeacherContext(
+                num_train=ds.x_train.shape[0],
+                num_classes=ds.num_classes,
+                device=self.device,
+                train_labels=ds.y_train.to(self.device),
+                taps=self.method.teacher_taps,
+            ),
+        )
+        self.student_taps = tuple(sorted(set(self.method.student_taps) | set(self.teacher.student_taps())))
+        self.model.check_taps(self.student_taps)
+        params = [p for p in [*self.model.parameters(), *self.method.parameters()] if p.requires_grad]
+        o = cfg.optim
+        self.optimizer = torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay
+        )
+        self.steps_per_epoch = len(self.data.train)
+        self.schedule = LRSchedule(o, self.steps_per_epoch)
+        self.forward = torch.compile(self.model.forward_taps) if cfg.runtime.compile else self.model.forward_taps
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_top1 = -1.0
+        self.best_epoch = 0
+        self._stop = False
+
+    # ------------------------------------------------------------------ public API
+
+    def request_stop(self) -> None:
+        """Finish after the current epoch's callbacks (used by schedulers, signals and tests)."""
+        self._stop = True
+
+    def fit(self, resume_from: str | Path | None = None) -> FitResult:
+        with self._runtime_settings():
+            if resume_from is not None:
+                self.load_checkpoint(resume_from)
+            error: BaseException | None = None
+            try:
+                for cb in self.callbacks:
+                    cb.on_fit_start(self)
+                while self.epoch < self.cfg.optim.epochs and not self._stop:
+                    self._run_epoch()
+            except BaseException as err:
+                error = err
+                raise
+            finally:
+                for cb in self.callbacks:
+                    cb.on_fit_end(self, error)
+        return FitResult(
+            epochs_done=self.epoch,
+            history=list(self.history),
+            best_top1=self.best_top1,
+            best_epoch=self.best_epoch,
+            stopped_early=self.epoch < self.cfg.optim.epochs,
+            final=dict(self.history[-1]) if self.history else {},
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        self.method.eval()
+        logits_all, labels_all = [], []
+        with torch.no_grad(), self._autocast():
+            for batch in self.data.test.epoch(0):
+                x = self._prepare_input(batch.x)
+                logits, taps = self.model.forward_taps(x, self.method.eval_taps)
+                logits_all.append(self.method.predict(ModelOutput(logits, taps)).float())
+                labels_all.append(batch.y)
+        metrics = classification_metrics(torch.cat(logits_all), torch.cat(labels_all), self.cfg.eval.ece_bins)
+        return {f"test/{k}": v for k, v in metrics.items()}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.model_dump(mode="json"),
+            "config_hash": self.cfg.config_hash(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {"global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch},
+            "rng": ckpt.rng_state(),
+            "history": self.history,
+            "best": {"top1": self.best_top1, "epoch": self.best_epoch},
+        }
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        ckpt.save_atomic(self.checkpoint_state(), path)
+
+    def save_weights(self, path: str | Path) -> None:
+        """Inference weights (model + method heads) with the epoch and metrics they scored."""
+        record = self.history[-1] if self.history else {}
+        ckpt.save_atomic(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": self.cfg.model_dump(mode="json"),
+                "epoch": self.epoch,
+                "metrics": record,
+                "model": self.model.state_dict(),
+                "method": self.method.state_dict(),
+            },
+            path,
+        )
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = ckpt.load(path, self.device)
+        saved = RunConfig.model_validate(state["config"])
+        if _comparable(saved) != _comparable(self.cfg):
+            raise ResumeError(
+                f"checkpoint {path} was written for another config (hash {state.get('config_hash')}, this run "
+                f"{self.cfg.config_hash()}); resume with the same config, changing runtime.* only"
+            )
+        if state["schedule"]["steps_per_epoch"] != self.steps_per_epoch:
+            raise ResumeError(f"checkpoint {path}: steps per epoch changed; the data set or batch size differs")
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state["history"])
+        self.best_top1 = float(state["best"]["top1"])
+        self.best_epoch = int(state["best"]["epoch"])
+        ckpt.set_rng_state(state["rng"])
+
+    def run_info(self) -> dict[str, Any]:
+        """What reproduces the run: config hash, seed, versions, device."""
+        return {
+            "config_hash": self.cfg.config_hash(),
+            "seed": self.cfg.seed,
+            "device": str(self.device),
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+            "train_size": int(self.data.dataset.x_train.shape[0]),
+            "test_size": int(self.data.dataset.x_test.shape[0]),
+            "steps_per_epoch": self.steps_per_epoch,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "method_parameters": sum(p.numel() for p in self.method.parameters()),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _runtime_settings(self) -> Iterator[None]:
+        rt = self.cfg.runtime
+        threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        benchmark = torch.backends.cudnn.benchmark
+        if rt.threads:
+            torch.set_num_threads(rt.threads)
+        if rt.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
+            torch.backends.cudnn.benchmark = benchmark
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.cfg.runtime.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.runtime.channels_last else x
+
+    def _train_step(self, batch: Batch, progress: Progress) -> tuple[dict[str, torch.Tensor], int]:
+        """One optimizer step; returns the detached loss terms and the number of images trained on."""
+        batch = self.teacher.prepare(batch)
+        x = self._prepare_input(batch.x)
+        lr = self.schedule.lr_at(self.global_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            with torch.no_grad():
+                signal = self.teacher.signal(Batch(x, batch.y, batch.idx))
+            logits, taps = self.forward(x, self.student_taps)
+            terms = self.method.losses(batch, ModelOutput(logits, taps), signal, progress)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+        if not bool(torch.isfinite(loss)):
+            bad = {k: float(v) for k, v in terms.items() if not bool(torch.isfinite(v))}
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {progress.epoch + 1}, step {progress.step + 1}: "
+                f"{', '.join(f'{k}={v}' for k, v in bad.items()) or f'total={float(loss)}'}; "
+                "lower optim.lr, raise optim.warmup_epochs or check the data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.global_step += 1
+        self.teacher.after_step(batch, logits.detach(), {k: v.detach() for k, v in taps.items()})
+        return {"loss": loss.detach(), **{k: v.detach().float() for k, v in terms.items()}}, len(batch)
+
+    def _run_epoch(self) -> None:
+        e, total = self.epoch, self.cfg.optim.epochs
+        self.model.train()
+        self.method.train()
+        self.teacher.on_epoch_start(e)
+        sums: dict[str, torch.Tensor] = {}
+        images = 0
+        start = time.perf_counter()
+        for step, batch in enumerate(self.data.train.epoch(e)):
+            progress = Progress(e, step, self.steps_per_epoch, total)
+            values, n_images = self._train_step(batch, progress)
+            images += n_images
+            for k, v in values.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            done = Progress(e, step + 1, self.steps_per_epoch, total)
+            for cb in self.callbacks:
+                cb.on_step_end(self, done)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        record: dict[str, Any] = {"epoch": e + 1}
+        record.update({f"train/{k}": float(v) / max(self.steps_per_epoch, 1) for k, v in sums.items()})
+        record.update(self.evaluate())
+        record["lr"] = self.schedule.lr_at(max(self.global_step - 1, 0))
+        record["throughput/samples_per_s"] = images / max(elapsed, 1e-9)
+        record["time/epoch_s"] = elapsed
+        self.epoch = e + 1
+        if record["test/top1"] > self.best_top1:
+            self.best_top1, self.best_epoch = record["test/top1"], self.epoch
+        self.history.append(record)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, record)
+        fail_at = self.cfg.runtime.fail_at_epoch
+        if fail_at is not None and e == fail_at:
+            raise InjectedFault(f"runtime.fail_at_epoch={fail_at}: injected failure after epoch {e + 1}")
+
+
+def fit(
+    cfg: RunConfig,
+    callbacks: Sequence[Callback] = (),
+    *,
+    resume_from: str | Path | None = None,
+    data_root: str | Path | None = None,
+) -> FitResult:
+    """Train one run described by ``cfg``; ``resume_from`` continues from a ``checkpoint.pt``."""
+    return Trainer(cfg, callbacks, data_root=data_root).fit(resume_from=resume_from)

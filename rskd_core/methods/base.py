@@ -1,0 +1,63 @@
+"""The Method contract (mdistiller's habit): a method turns a batch, the student's outputs and the teacher's signal
+into a dict of named, already weighted loss terms whose sum is the training loss. It never calls backward and never
+logs. Extra trainable modules (residual heads, adapters, auxiliary heads) are submodules of the method; the trainer
+adds them to the optimizer and the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from rskd_core.data.batch import Batch
+from rskd_core.teachers.base import TeacherSignal
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands: 0-based epoch and step within it."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def epoch_float(self) -> float:
+        """Epochs done so far, fractional (0.5 = half-way through the first epoch)."""
+        return self.epoch + self.step / max(self.steps_per_epoch, 1)
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    taps: dict[str, torch.Tensor]
+
+
+def linear_ramp(progress: Progress, warmup_epochs: float) -> float:
+    """0 → 1 linearly over the first ``warmup_epochs`` epochs (per step), then 1."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, progress.epoch_float / warmup_epochs)
+
+
+class Method(nn.Module):
+    """Base class of every Self-KD method."""
+
+    name: ClassVar[str]
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
+    eval_taps: tuple[str, ...] = ()
+    uses_teacher_logits: bool = False
+
+    def losses(
+        self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, out: ModelOutput) -> torch.Tensor:
+        """The logits used for evaluation."""
+        return out.logits

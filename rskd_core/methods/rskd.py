@@ -1,0 +1,134 @@
+"""RSKD: Residual Learning for Self-Knowledge Distillation (Liu, Zhang, He, IEEE Trans. Big Data 11(5), 2025).
+
+The paper's text is not public; this is the formulation of METHODS.md §11.2, marked there as inference, with every
+inferred choice exposed as a knob. All teacher quantities are stop-gradient.
+
+* RSKD-L (``layers`` contains ``last``): a zero-initialised linear residual head r reads the pooled feature h and
+  learns the gap g = z̃ − z between the pseudo-teacher's logits and the student's (:func:`residual_logit_loss`).
+* RSKD-ML (``layers`` contains ``stage1``..``stage3``): an adapter a_l maps stage l's feature map to the shape of the
+  target stage j (l+1 with ``target=next``, 4 with ``target=last``) and regresses sg(N(F̃_j) − N(F_j))
+  (:func:`residual_feature_loss`).
+
+Total: L = w_ce·CE(z, y) + γ·CE(ẑ, y) + λ(t)·[w_out·L_out + w_layers·Σ_l L_l + w_kd·τ²·KL(p̃^τ ‖ p^τ)],
+λ(t) a linear ramp over ``warmup_epochs``. Rows without a teacher signal (``mask``) get only the CE terms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rskd_core.config import RSKDConfig
+from rskd_core.data.batch import Batch
+from rskd_core.losses import kd_kl, residual_feature_loss, residual_logit_loss
+from rskd_core.methods.base import Method, ModelOutput, Progress, linear_ramp
+from rskd_core.models.base import TapModel
+from rskd_core.teachers.base import TeacherSignal
+
+
+def make_adapter(kind: str, in_channels: int, out_channels: int, ratio: int) -> nn.Sequential:
+    """Map a (C_l, H, W) feature map to (C_j, H/ratio, W/ratio).
+
+    ``conv``: log2(ratio) conv3×3 stride-2 layers (BN, ReLU between them), ending in BN. ``pool``: average pooling
+    by ``ratio``, then conv1×1 + BN. A ratio of 1 is a conv3×3 + BN.
+    """
+    if ratio < 1 or ratio & (ratio - 1):
+        raise ValueError(f"adapter needs a power-of-two downsampling ratio, got {ratio}")
+    layers: list[nn.Module] = []
+    if kind == "pool":
+        if ratio > 1:
+            layers.append(nn.AvgPool2d(ratio, ratio))
+        layers += [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        return nn.Sequential(*layers)
+    n = max(int(math.log2(ratio)), 1)
+    c = in_channels
+    for i in range(n):
+        stride = 2 if ratio > 1 else 1
+        layers += [nn.Conv2d(c, out_channels, 3, stride, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        if i < n - 1:
+            layers.append(nn.ReLU(inplace=True))
+        c = out_channels
+    return nn.Sequential(*layers)
+
+
+def target_stage(layer: str, target: str) -> str:
+    index = int(layer.removeprefix("stage"))
+    return "stage4" if target == "last" else f"stage{index + 1}"
+
+
+class RSKD(Method):
+    """Residual self-knowledge distillation, RSKD-L and RSKD-ML (METHODS.md §11.2)."""
+
+    name = "rskd"
+    uses_teacher_logits = True
+
+    def __init__(self, cfg: RSKDConfig, model: TapModel) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.residual: nn.Linear | None = None
+        if "last" in cfg.layers:
+            self.residual = nn.Linear(model.feature("last").channels, model.num_classes)
+            nn.init.zeros_(self.residual.weight)  # zero-init: the corrected logits start as the student's own
+            nn.init.zeros_(self.residual.bias)
+        self.stages = [layer for layer in cfg.layers if layer != "last"]
+        self.adapters = nn.ModuleDict()
+        for layer in self.stages:
+            src, dst = model.feature(layer), model.feature(target_stage(layer, cfg.target))
+            self.adapters[layer] = make_adapter(cfg.adapter, src.channels, dst.channels, dst.reduction // src.reduction)
+        targets = sorted({target_stage(layer, cfg.target) for layer in self.stages})
+        self.teacher_taps = tuple(targets)
+        self.student_taps = tuple(sorted(set(self.stages) | set(targets) | ({"last"} if self.residual else set())))
+        self.eval_taps = ("last",) if cfg.infer_with_residual else ()
+
+    def losses(
+        self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
+    ) -> dict[str, torch.Tensor]:
+        cfg, w = self.cfg, self.cfg.weights
+        z, y = out.logits, batch.y
+        terms: dict[str, torch.Tensor] = {}
+        if w.ce > 0:
+            terms["ce"] = w.ce * F.cross_entropy(z, y)
+        r = self.residual(out.taps["last"]) if self.residual is not None else None
+        if r is not None and w.res_ce > 0:
+            z_g = z.detach() if cfg.gap_grad == "stop" else z
+            terms["res_ce"] = w.res_ce * F.cross_entropy(z_g + r, y)
+
+        ramp = linear_ramp(progress, cfg.warmup_epochs)
+        rows = None if teacher is None else teacher.mask
+        has_signal = teacher is not None and teacher.logits is not None and (rows is None or bool(rows.any()))
+        zero = z.new_zeros(())
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if rows is None else t[rows]
+
+        if r is not None:
+            terms["res_out"] = zero
+            if has_signal and w.out > 0 and ramp > 0:
+                assert teacher is not None and teacher.logits is not None
+                loss = residual_logit_loss(
+                    pick(z), pick(teacher.logits), pick(r), cfg.temperature, cfg.out_loss, cfg.gap_grad
+                )
+                terms["res_out"] = ramp * w.out * loss
+        if w.kd > 0:
+            terms["kd"] = zero
+            if has_signal and ramp > 0:
+                assert teacher is not None and teacher.logits is not None
+                terms["kd"] = ramp * w.kd * kd_kl(pick(z), pick(teacher.logits).detach(), cfg.temperature)
+        for layer in self.stages:
+            key = f"res_{layer}"
+            terms[key] = zero
+            if has_signal and w.layers > 0 and ramp > 0:
+                assert teacher is not None
+                j = target_stage(layer, cfg.target)
+                adapted = self.adapters[layer](pick(out.taps[layer]))
+                loss = residual_feature_loss(adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm)
+                terms[key] = ramp * w.layers * loss
+        return terms
+
+    def predict(self, out: ModelOutput) -> torch.Tensor:
+        if self.cfg.infer_with_residual and self.residual is not None:
+            return out.logits + self.residual(out.taps["last"])
+        return out.logits

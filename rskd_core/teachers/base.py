@@ -1,0 +1,74 @@
+"""The pseudo-teacher contract (METHODS.md §11.2 item 4).
+
+A :class:`TeacherRule` hands the method a teacher signal for the current batch — logits and, where it can, stage
+features — and updates itself after each optimizer step and at each epoch start. Its ``state_dict`` holds everything
+it needs to continue exactly after a resume.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from rskd_core.data.batch import Batch
+from rskd_core.models.base import TapModel
+
+
+@dataclass
+class TeacherSignal:
+    """Teacher outputs aligned row by row with the batch. ``mask`` marks the rows that have a teacher (None = all)."""
+
+    logits: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class TeacherContext:
+    num_train: int
+    num_classes: int
+    device: torch.device
+    train_labels: torch.Tensor  # (num_train,) on device, for banks that start from the labels
+    taps: tuple[str, ...] = ()  # teacher features the method wants
+
+
+class TeacherRule(ABC):
+    """Base class. Subclasses set ``provides_features`` and override the hooks they need."""
+
+    name: ClassVar[str]
+    provides_features: ClassVar[bool] = False
+
+    @abstractmethod
+    def setup(self, student: TapModel, ctx: TeacherContext) -> None: ...
+
+    def train_batch_size(self, batch_size: int) -> int:
+        """How many new samples the loader should deliver per step (``batch_size`` = images per step)."""
+        return batch_size
+
+    def student_taps(self) -> tuple[str, ...]:
+        """Taps the student forward must also return so that the rule can cache them."""
+        return ()
+
+    def prepare(self, batch: Batch) -> Batch:
+        """Turn the loader's batch into the batch the step trains on."""
+        return batch
+
+    def signal(self, batch: Batch) -> TeacherSignal | None:
+        """Teacher outputs for ``batch`` (called under ``no_grad``, before the student forward)."""
+        return None
+
+    def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:
+        """Called after the optimizer step with the student's (detached) outputs on ``batch``."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before the first step of each epoch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
