@@ -38,7 +38,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]
 
 def rng_state() -> dict[str, Any]:
     """Every global generator's state, as tensors and plain values (loadable with ``weights_only=True``)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

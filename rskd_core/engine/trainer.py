@@ -236,7 +236,9 @@ class Trainer:
             "config_hash": self.cfg.config_hash(),
             "seed": self.cfg.seed,
             "device": str(self.device),
-            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor(),
+            "device_name": torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else platform.processor(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
@@ -278,7 +280,7 @@ class Trainer:
     def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.runtime.channels_last else x
 
-    def _train_step(self, batch: Batch, progress: Progress) -> tuple[dict[str, torch.Tensor], int]:
+    def train_step(self, batch: Batch, progress: Progress) -> tuple[dict[str, torch.Tensor], int]:
         """One optimizer step; returns the detached loss terms and the number of images trained on."""
         batch = self.teacher.prepare(batch)
         x = self._prepare_input(batch.x)
@@ -292,10 +294,10 @@ class Trainer:
             terms = self.method.losses(batch, ModelOutput(logits, taps), signal, progress)
             loss = torch.stack([t.float() for t in terms.values()]).sum()
         if not bool(torch.isfinite(loss)):
-            bad = {k: float(v) for k, v in terms.items() if not bool(torch.isfinite(v))}
+            bad = {k: float(v.detach()) for k, v in terms.items() if not bool(torch.isfinite(v))}
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {progress.epoch + 1}, step {progress.step + 1}: "
-                f"{', '.join(f'{k}={v}' for k, v in bad.items()) or f'total={float(loss)}'}; "
+                f"{', '.join(f'{k}={v}' for k, v in bad.items()) or f'total={float(loss.detach())}'}; "
                 "lower optim.lr, raise optim.warmup_epochs or check the data"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -315,7 +317,7 @@ class Trainer:
         start = time.perf_counter()
         for step, batch in enumerate(self.data.train.epoch(e)):
             progress = Progress(e, step, self.steps_per_epoch, total)
-            values, n_images = self._train_step(batch, progress)
+            values, n_images = self.train_step(batch, progress)
             images += n_images
             for k, v in values.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()

@@ -37,9 +37,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(TapModel):
-    def __init__(
-        self, blocks: Sequence[int], num_classes: int, in_channels: int = 3, width: int = 64
-    ) -> None:
+    def __init__(self, blocks: Sequence[int], num_classes: int, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
         self.num_classes = num_classes
         widths = [width, width * 2, width * 4, width * 8]

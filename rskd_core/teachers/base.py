@@ -61,10 +61,10 @@ class TeacherRule(ABC):
         """Teacher outputs for ``batch`` (called under ``no_grad``, before the student forward)."""
         return None
 
-    def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:
+    def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:  # noqa: B027
         """Called after the optimizer step with the student's (detached) outputs on ``batch``."""
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int) -> None:  # noqa: B027
         """Called before the first step of each epoch."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -71,10 +71,10 @@ class EMATeacher(NetworkTeacher):
     def setup(self, student: TapModel, ctx: TeacherContext) -> None:
         super().setup(student, ctx)
         assert self.net is not None
-        self._t_params = [p for p in self.net.parameters()]
-        self._s_params = [p for p in student.parameters()]
-        self._t_bufs = [b for b in self.net.buffers()]
-        self._s_bufs = [b for b in student.buffers()]
+        self._t_params: list[torch.Tensor] = list(self.net.parameters())
+        self._s_params: list[torch.Tensor] = list(student.parameters())
+        self._t_bufs: list[torch.Tensor] = list(self.net.buffers())
+        self._s_bufs: list[torch.Tensor] = list(student.buffers())
 
     @torch.no_grad()
     def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:
@@ -101,7 +101,9 @@ class FrozenTeacher(NetworkTeacher):
         assert self.net is not None and self.cfg.checkpoint is not None
         path = Path(self.cfg.checkpoint)
         if not path.is_file():
-            raise FileNotFoundError(f"teacher.checkpoint not found: {path} (give a checkpoint.pt or best.pt of rskd train)")
+            raise FileNotFoundError(
+                f"teacher.checkpoint not found: {path} (give a checkpoint.pt or best.pt of rskd train)"
+            )
         payload = torch.load(path, map_location=ctx.device, weights_only=True)
         weights = payload.get("model", payload) if isinstance(payload, dict) else payload
         try:

@@ -1,0 +1,1 @@
+"""dashboards: comparisons of variants against baselines — statistics, tables, plots (issue [dashboards])."""

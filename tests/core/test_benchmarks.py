@@ -1,0 +1,26 @@
+"""The benchmark scripts run and print the documented JSON (figures themselves are reported, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_step_overhead_prints_the_documented_keys() -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/step_overhead.py", "--rounds", "1", "--steps", "1", "--train-size", "128",
+         "--loader-images", "256", "--loader-rounds", "1", "--workers", "0", "--image-size", "16", "--classes", "10"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["device"] == "cpu"
+    assert set(out["ratio_to_ce"]) == {
+        "rskd_l/ema", "rskd_l/prev_epoch", "rskd_l/last_batch", "rskd_l/pred_bank", "rskd_ml/ema",
+    }  # fmt: skip
+    assert all(v > 0 for v in out["ratio_to_ce"].values())
+    assert out["loader"]["device_resident_ips"] > 0 and out["loader"]["dataloader_ips"] > 0
