@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rskd_core.config_io import validate
-from rskd_core.data import AugmentSpec, DeviceLoader, TorchLoader
+from rskd_core.data import AugmentSpec, DeviceLoader, LoaderOptions, TorchLoader
 from rskd_core.engine import Trainer
 from rskd_core.methods import Progress
 
@@ -108,8 +108,8 @@ def bench_loader(args: argparse.Namespace, device: torch.device) -> dict[str, fl
     x = torch.randn(n, 3, args.image_size, args.image_size, generator=g)
     y = torch.randint(0, args.classes, (n,), generator=g)
     aug = AugmentSpec(crop_padding=4, flip=True)
-    dev = DeviceLoader(x, y, args.batch_size, device=device, shuffle=True, augment=aug, seed=0)
-    tv = TorchLoader(x, y, args.batch_size, device=device, shuffle=True, augment=aug, seed=0, num_workers=args.workers)
+    dev = DeviceLoader(x, y, LoaderOptions(args.batch_size, device, shuffle=True, augment=aug))
+    tv = TorchLoader(x, y, LoaderOptions(args.batch_size, device, shuffle=True, augment=aug, num_workers=args.workers))
 
     def ips(loader: Any, epoch: int) -> float:
         sync(device)

@@ -11,7 +11,7 @@ from rskd_core.config import DataConfig
 from rskd_core.data.augment import AugmentSpec
 from rskd_core.data.batch import Batch
 from rskd_core.data.datasets import DATASETS, ArrayDataset, DataError, load_dataset
-from rskd_core.data.loaders import DeviceLoader, Loader, TorchLoader, epoch_seed
+from rskd_core.data.loaders import DeviceLoader, Loader, LoaderOptions, TorchLoader, epoch_seed
 
 # Data sets below this size (bytes of the float32 training tensor) go to the device when data.loader=auto.
 DEVICE_RESIDENT_LIMIT = 4 * 1024**3
@@ -46,26 +46,12 @@ def build_data(
     use_device = cfg.loader == "device" or (
         cfg.loader == "auto" and ds.x_train.numel() * ds.x_train.element_size() <= DEVICE_RESIDENT_LIMIT
     )
-    train: Loader
-    if use_device:
-        train = DeviceLoader(
-            ds.x_train, ds.y_train, train_batch_size, device=device, shuffle=True, augment=augment, seed=seed
-        )
-        test: Loader = DeviceLoader(ds.x_test, ds.y_test, eval_batch_size, device=device, shuffle=False, augment=None)
-    else:
-        train = TorchLoader(
-            ds.x_train,
-            ds.y_train,
-            train_batch_size,
-            device=device,
-            shuffle=True,
-            augment=augment,
-            seed=seed,
-            num_workers=cfg.num_workers,
-        )
-        test = TorchLoader(
-            ds.x_test, ds.y_test, eval_batch_size, device=device, shuffle=False, augment=None, num_workers=0
-        )
+    cls: type[DeviceLoader] | type[TorchLoader] = DeviceLoader if use_device else TorchLoader
+    train_opts = LoaderOptions(
+        train_batch_size, device, shuffle=True, augment=augment, seed=seed, num_workers=cfg.num_workers
+    )
+    train = cls(ds.x_train, ds.y_train, train_opts)
+    test = cls(ds.x_test, ds.y_test, LoaderOptions(eval_batch_size, device, shuffle=False))
     return DataBundle(ds, train, test)
 
 
@@ -78,6 +64,7 @@ __all__ = [
     "DataError",
     "DeviceLoader",
     "Loader",
+    "LoaderOptions",
     "TorchLoader",
     "build_data",
     "epoch_seed",

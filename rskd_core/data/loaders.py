@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -36,44 +37,48 @@ class Loader(Protocol):
     def epoch(self, epoch: int) -> Iterator[Batch]: ...
 
 
-def _steps(n: int, batch_size: int, drop_last: bool) -> int:
-    return n // batch_size if drop_last else math.ceil(n / batch_size)
+@dataclass(frozen=True)
+class LoaderOptions:
+    batch_size: int
+    device: torch.device
+    shuffle: bool
+    augment: AugmentSpec | None = None
+    seed: int = 0
+    num_workers: int = 0  # TorchLoader only
 
 
-class DeviceLoader:
-    """The data set as tensors on ``device``; batched shuffling and augmentation there."""
+class _IndexedLoader:
+    """What both loaders share: sizes, the step count and the per-epoch generator."""
 
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        *,
-        device: torch.device,
-        shuffle: bool,
-        augment: AugmentSpec | None,
-        seed: int = 0,
-        drop_last: bool = False,
-    ) -> None:
-        self.x = x.to(device)
-        self.y = y.to(device)
-        self.num_samples = int(y.shape[0])
-        self.batch_size = batch_size
-        self.device = device
-        self.shuffle = shuffle
-        self.augment = augment if augment is not None and augment.active else None
-        self.seed = seed
-        self.drop_last = drop_last
+    def __init__(self, num_samples: int, opts: LoaderOptions) -> None:
+        self.num_samples = num_samples
+        self.opts = opts
+        self.augment = opts.augment if opts.augment is not None and opts.augment.active else None
 
     def __len__(self) -> int:
-        return _steps(self.num_samples, self.batch_size, self.drop_last)
+        # a trailing batch of one sample is dropped: BatchNorm cannot train on it
+        n, b = self.num_samples, self.opts.batch_size
+        return n // b if n % b == 1 else math.ceil(n / b)
+
+    def generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(epoch_seed(self.opts.seed, epoch))
+
+
+class DeviceLoader(_IndexedLoader):
+    """The data set as tensors on the device; batched shuffling and augmentation there."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, opts: LoaderOptions) -> None:
+        super().__init__(int(y.shape[0]), opts)
+        self.x = x.to(opts.device)
+        self.y = y.to(opts.device)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        order = torch.randperm(self.num_samples, generator=g) if self.shuffle else torch.arange(self.num_samples)
-        order = order.to(self.device)
+        g = self.generator(epoch)
+        n, b = self.num_samples, self.opts.batch_size
+        order = torch.randperm(n, generator=g) if self.opts.shuffle else torch.arange(n)
+        order = order.to(self.opts.device)
         for step in range(len(self)):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            idx = order[step * b : (step + 1) * b]
             x = self.x[idx]
             if self.augment is not None:
                 x = augment_batch(x, self.augment, g)
@@ -104,46 +109,24 @@ class _IndexedTensors(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         return x, self.y[i], i
 
 
-class TorchLoader:
+class TorchLoader(_IndexedLoader):
     """A DataLoader over CPU tensors with per-sample torchvision transforms, workers and pinned memory."""
 
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        *,
-        device: torch.device,
-        shuffle: bool,
-        augment: AugmentSpec | None,
-        seed: int = 0,
-        num_workers: int = 2,
-        drop_last: bool = False,
-    ) -> None:
-        self.dataset = _IndexedTensors(x, y, augment)
-        self.num_samples = len(self.dataset)
-        self.batch_size = batch_size
-        self.device = device
-        self.shuffle = shuffle
-        self.seed = seed
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        return _steps(self.num_samples, self.batch_size, self.drop_last)
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, opts: LoaderOptions) -> None:
+        super().__init__(int(y.shape[0]), opts)
+        self.dataset = _IndexedTensors(x, y, self.augment)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        o = self.opts
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            generator=g,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            drop_last=self.drop_last,
-            persistent_workers=False,
+            batch_size=o.batch_size,
+            shuffle=o.shuffle,
+            generator=self.generator(epoch),
+            num_workers=o.num_workers,
+            pin_memory=o.device.type == "cuda",
+            drop_last=len(self) < math.ceil(self.num_samples / o.batch_size),
         )
-        non_blocking = self.device.type == "cuda"
+        cuda = o.device.type == "cuda"
         for x, y, idx in loader:
-            yield Batch(x, y, idx).to(self.device, non_blocking=non_blocking)
+            yield Batch(x, y, idx).to(o.device, non_blocking=cuda)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rskd_core.config import DataConfig
-from rskd_core.data import AugmentSpec, DataError, DeviceLoader, TorchLoader, build_data, load_dataset
+from rskd_core.data import AugmentSpec, DataError, DeviceLoader, LoaderOptions, TorchLoader, build_data, load_dataset
 from rskd_core.data.augment import augment_batch
 
 
@@ -82,7 +82,8 @@ def test_augment_batch_is_a_padded_crop_and_a_flip() -> None:
 
 def test_device_loader_visits_every_sample_once_per_epoch_reproducibly() -> None:
     x, y = torch.randn(50, 1, 4, 4), torch.arange(50) % 5
-    loader = DeviceLoader(x, y, 16, device=torch.device("cpu"), shuffle=True, augment=AugmentSpec(1, True), seed=3)
+    opts = LoaderOptions(16, torch.device("cpu"), shuffle=True, augment=AugmentSpec(1, True), seed=3)
+    loader = DeviceLoader(x, y, opts)
     assert len(loader) == 4
     batches = list(loader.epoch(0))
     idx = torch.cat([b.idx for b in batches])
@@ -97,9 +98,8 @@ def test_device_loader_visits_every_sample_once_per_epoch_reproducibly() -> None
 
 def test_torch_loader_yields_indexed_batches() -> None:
     x, y = torch.randn(30, 3, 8, 8), torch.arange(30) % 3
-    loader = TorchLoader(
-        x, y, 8, device=torch.device("cpu"), shuffle=True, augment=AugmentSpec(2, True), seed=1, num_workers=0
-    )
+    opts = LoaderOptions(8, torch.device("cpu"), shuffle=True, augment=AugmentSpec(2, True), seed=1)
+    loader = TorchLoader(x, y, opts)
     batches = list(loader.epoch(0))
     assert len(batches) == len(loader) == 4
     idx = torch.cat([b.idx for b in batches])
@@ -121,3 +121,11 @@ def test_build_data_picks_the_loader_and_the_augmentation() -> None:
     )
     assert isinstance(auto.train, DeviceLoader)
     assert auto.train.augment == AugmentSpec(0, True)
+
+
+def test_a_trailing_single_sample_batch_is_dropped() -> None:
+    x, y = torch.randn(33, 1, 4, 4), torch.arange(33) % 3
+    for cls in (DeviceLoader, TorchLoader):
+        loader = cls(x, y, LoaderOptions(16, torch.device("cpu"), shuffle=True))
+        assert len(loader) == 2
+        assert [len(b) for b in loader.epoch(0)] == [16, 16]

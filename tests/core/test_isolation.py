@@ -44,3 +44,13 @@ def test_trains_without_ray_mlflow_fastapi_or_yaml() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1"
+
+
+def test_config_validation_does_not_load_torch() -> None:
+    code = (
+        "import sys; from rskd_core.config_io import validate; validate({'method': {'name': 'rskd'}, "
+        "'teacher': {'rule': 'ema'}}); print('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"  # a service validates specs without loading the training stack
