@@ -38,6 +38,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": {"name": "rskd", "layers": ["last", "stage1", "stage2", "stage3"]},
         "teacher": {"rule": "ema"},
     },
+    # the baselines, each with its own teacher rule (tf_kd_self's frozen teacher is timed untrained: same cost)
+    "label_smoothing": {"method": {"name": "label_smoothing"}, "teacher": {"rule": "none"}},
+    "tf_kd_reg": {"method": {"name": "tf_kd_reg"}, "teacher": {"rule": "none"}},
+    "tf_kd_self": {"method": {"name": "tf_kd_self"}, "teacher": {"rule": "frozen"}},
+    "cs_kd": {"method": {"name": "cs_kd"}, "teacher": {"rule": "class_pair"}},
+    "ps_kd": {"method": {"name": "ps_kd"}, "teacher": {"rule": "pred_bank"}},
+    "byot": {"method": {"name": "byot"}, "teacher": {"rule": "none"}},
+    "dlb": {
+        "method": {"name": "dlb"},
+        "teacher": {"rule": "last_batch", "repeat_split": "full", "repeat_view": "second"},
+    },
 }
 
 
@@ -109,7 +120,9 @@ def bench_loader(args: argparse.Namespace, device: torch.device) -> dict[str, fl
     y = torch.randint(0, args.classes, (n,), generator=g)
     aug = AugmentSpec(crop_padding=4, flip=True)
     dev = DeviceLoader(x, y, LoaderOptions(args.batch_size, device, shuffle=True, augment=aug))
-    tv = TorchLoader(x, y, LoaderOptions(args.batch_size, device, shuffle=True, augment=aug, num_workers=args.workers))
+    tv = TorchLoader.from_tensors(
+        x, y, LoaderOptions(args.batch_size, device, shuffle=True, augment=aug, num_workers=args.workers)
+    )
 
     def ips(loader: Any, epoch: int) -> float:
         sync(device)

@@ -14,9 +14,19 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelName = Literal["preact_resnet18", "preact_resnet_tiny"]
-DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100"]
-TeacherRuleName = Literal["none", "ema", "prev_epoch", "last_batch", "pred_bank", "frozen"]
+ModelName = Literal[
+    "preact_resnet18",
+    "preact_resnet_tiny",
+    "resnet18_cifar",
+    "resnet32",
+    "resnet56",
+    "resnet110",
+    "wrn_16_4",
+    "wrn_28_10",
+    "resnet18_imagenet",
+]
+DatasetName = Literal["digits", "synthetic", "cifar10", "cifar100", "imagefolder"]
+TeacherRuleName = Literal["none", "ema", "prev_epoch", "last_batch", "pred_bank", "frozen", "class_pair"]
 TapName = Literal["stage1", "stage2", "stage3", "stage4", "last"]
 RSKDLayer = Literal["last", "stage1", "stage2", "stage3"]
 
@@ -60,8 +70,22 @@ class TeacherConfig(_Frozen):
 
     rule: TeacherRuleName = "none"
     momentum: float = Field(0.999, ge=0.0, lt=1.0, description="ema: ξ ← m·ξ + (1−m)·θ every step")
-    checkpoint: str | None = Field(None, description="frozen: a checkpoint.pt/best.pt of the same architecture")
+    checkpoint: str | None = Field(
+        None,
+        description="frozen: a checkpoint.pt/best.pt of the same architecture; unset = first train one with CE "
+        "on the same recipe (stage 1 of a two-stage run)",
+    )
     bn_mode: Literal["eval", "train"] = Field("eval", description="teacher BatchNorm: running stats or batch stats")
+    repeat_split: Literal["half", "full"] = Field(
+        "half",
+        description="last_batch: a step holds B/2 new + B/2 repeated images (half) or B new + B repeated (full, "
+        "as DLB's released code)",
+    )
+    repeat_view: Literal["same", "second"] = Field(
+        "same",
+        description="last_batch: repeat the previous images as they were (same; cached features stay exact) or as a "
+        "second augmented view (second, as DLB's released code)",
+    )
 
 
 class OptimConfig(_Frozen):
@@ -108,6 +132,8 @@ class EvalConfig(_Frozen):
 class _MethodBase(_Frozen):
     default_teacher: ClassVar[str] = "none"
     teachers: ClassVar[frozenset[str]] = frozenset({"none"})
+    # teacher settings that `--method NAME` applies along with default_teacher
+    teacher_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class CEConfig(_MethodBase):
@@ -121,6 +147,83 @@ class LabelSmoothingConfig(_MethodBase):
 
     name: Literal["label_smoothing"] = "label_smoothing"
     eps: float = Field(0.1, ge=0, lt=1)
+
+
+class TFKDRegConfig(_MethodBase):
+    """Tf-KD_reg (Yuan et al., CVPR 2020): a hand-made teacher u, 0.99 on the label (METHODS.md §3)."""
+
+    name: Literal["tf_kd_reg"] = "tf_kd_reg"
+    alpha: float = Field(0.1, ge=0, le=1)
+    temperature: float = Field(20.0, gt=0)
+    multiplier: float | None = Field(
+        None, ge=0, description="m; unset = 100·K/100, the released CIFAR-100 ResNet-18 weight (α·m/K = 0.1) at any K"
+    )
+    correct_prob: float = Field(0.99, gt=0, lt=1)
+    kl_reduction: Literal["mean", "batchmean"] = Field(
+        "mean", description="mean over B·K elements, as the released nn.KLDivLoss() does; or batchmean"
+    )
+
+
+class TFKDSelfConfig(_MethodBase):
+    """Tf-KD_self (Yuan et al., CVPR 2020): a frozen same-architecture teacher trained with CE (METHODS.md §3)."""
+
+    default_teacher: ClassVar[str] = "frozen"
+    teachers: ClassVar[frozenset[str]] = frozenset({"frozen"})
+
+    name: Literal["tf_kd_self"] = "tf_kd_self"
+    alpha: float = Field(0.95, ge=0, le=1)
+    temperature: float = Field(6.0, gt=0)
+    multiplier: float | None = Field(
+        None,
+        ge=0,
+        description="m; unset = 50·K/100, the released CIFAR-100 ResNet-18 weight (α·τ²·m/K = 17.1) at any K",
+    )
+    kl_reduction: Literal["mean", "batchmean"] = "mean"
+
+
+class CSKDConfig(_MethodBase):
+    """CS-KD (Yun et al., CVPR 2020): class-wise self-distillation from a same-class partner (METHODS.md §4)."""
+
+    default_teacher: ClassVar[str] = "class_pair"
+    teachers: ClassVar[frozenset[str]] = frozenset({"class_pair"})
+
+    name: Literal["cs_kd"] = "cs_kd"
+    temperature: float = Field(4.0, gt=0)
+    lam: float = Field(1.0, ge=0, description="λ: 1 on CIFAR/TinyImageNet, 3 on the 224 px fine-grained sets")
+
+
+class PSKDConfig(_MethodBase):
+    """PS-KD (Kim et al., ICCV 2021): progressive self-distillation from the previous epoch (METHODS.md §5)."""
+
+    default_teacher: ClassVar[str] = "pred_bank"
+    teachers: ClassVar[frozenset[str]] = frozenset({"pred_bank"})
+
+    name: Literal["ps_kd"] = "ps_kd"
+    alpha_T: float = Field(0.8, ge=0, le=1)
+
+
+class BYOTConfig(_MethodBase):
+    """BYOT (Zhang et al., ICCV 2019): auxiliary heads on shallow stages taught by the deepest (METHODS.md §6)."""
+
+    name: Literal["byot"] = "byot"
+    alpha: float = Field(0.3, ge=0, le=1)
+    temperature: float = Field(3.0, gt=0)
+    feature_weight: float = Field(0.0, ge=0, description="λ of the feature L2 term (0 in the journal code)")
+    heads: tuple[Literal["stage1", "stage2", "stage3"], ...] | None = Field(
+        None, description="stages with an auxiliary head; default every stage but the deepest"
+    )
+
+
+class DLBConfig(_MethodBase):
+    """DLB (Shen et al., CVPR 2022): self-distillation from the last mini-batch (METHODS.md §7)."""
+
+    default_teacher: ClassVar[str] = "last_batch"
+    teachers: ClassVar[frozenset[str]] = frozenset({"last_batch"})
+    teacher_defaults: ClassVar[dict[str, Any]] = {"repeat_split": "full", "repeat_view": "second"}
+
+    name: Literal["dlb"] = "dlb"
+    temperature: float = Field(3.0, gt=0)
+    alpha: float = Field(1.0, ge=0, description="weight of the KL term (paper τ=3, α=1; unverified)")
 
 
 class RSKDWeights(_Frozen):
@@ -143,7 +246,9 @@ class RSKDConfig(_MethodBase):
     weights: RSKDWeights = RSKDWeights()
     out_loss: Literal["kl", "mse"] = Field("kl", description="output residual: τ²·KL form or ‖r(h) − g‖²/K form")
     gap_grad: Literal["stop", "through"] = Field("stop", description="z_g = sg(z) (stop) or z (through)")
-    target: Literal["next", "last"] = Field("next", description="stage l regresses the gap of stage l+1 or stage 4")
+    target: Literal["next", "last"] = Field(
+        "next", description="stage l regresses the gap of stage l+1, or of the deepest stage (stage4 on ResNet-18)"
+    )
     feat_norm: Literal["none", "layernorm", "l2"] = Field("layernorm", description="normalise features before the gap")
     adapter: Literal["conv", "pool"] = Field("conv", description="conv3×3 stride-2 chain + BN, or pool + conv1×1 + BN")
     warmup_epochs: float = Field(5.0, ge=0, description="ramp λ_out, λ_l, λ_kd linearly from 0 over these epochs")
@@ -158,11 +263,31 @@ class RSKDConfig(_MethodBase):
         return self
 
 
-MethodConfig = Annotated[CEConfig | LabelSmoothingConfig | RSKDConfig, Field(discriminator="name")]
+MethodConfig = Annotated[
+    CEConfig
+    | LabelSmoothingConfig
+    | TFKDRegConfig
+    | TFKDSelfConfig
+    | CSKDConfig
+    | PSKDConfig
+    | BYOTConfig
+    | DLBConfig
+    | RSKDConfig,
+    Field(discriminator="name"),
+]
 METHOD_CONFIGS: dict[str, type[_MethodBase]] = {
-    "ce": CEConfig,
-    "label_smoothing": LabelSmoothingConfig,
-    "rskd": RSKDConfig,
+    c.model_fields["name"].default: c
+    for c in (
+        CEConfig,
+        LabelSmoothingConfig,
+        TFKDRegConfig,
+        TFKDSelfConfig,
+        CSKDConfig,
+        PSKDConfig,
+        BYOTConfig,
+        DLBConfig,
+        RSKDConfig,
+    )
 }
 
 
@@ -183,6 +308,8 @@ class RunConfig(_Frozen):
         method, rule = self.method, self.teacher.rule
         allowed = type(method).teachers
         if rule not in allowed:
+            if len(allowed) == 1:
+                raise ValueError(f"method {method.name} needs teacher.rule={next(iter(allowed))} (got {rule})")
             if rule == "none":
                 raise ValueError(
                     f"method {method.name} needs a pseudo-teacher: set teacher.rule to one of {sorted(allowed)} "
@@ -199,8 +326,6 @@ class RunConfig(_Frozen):
                     f"to ema, prev_epoch, last_batch or frozen (teacher.rule={rule} has logits only), or use "
                     "method.layers=[last]"
                 )
-        if rule == "frozen" and not self.teacher.checkpoint:
-            raise ValueError("teacher.rule=frozen needs teacher.checkpoint: the path of a same-architecture checkpoint")
         if rule != "frozen" and self.teacher.checkpoint:
             raise ValueError(f"teacher.checkpoint is only read by teacher.rule=frozen (got rule={rule}); remove it")
         if rule == "last_batch" and self.optim.batch_size % 2:

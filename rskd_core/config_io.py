@@ -100,6 +100,8 @@ def swap_method(data: dict[str, Any], name: str) -> dict[str, Any]:
     if rule not in cls.teachers:
         out = set_dotted(out, "teacher.rule", cls.default_teacher)
         out = set_dotted(out, "teacher.checkpoint", None)
+        for key, value in cls.teacher_defaults.items():
+            out = set_dotted(out, f"teacher.{key}", value)
     return out
 
 

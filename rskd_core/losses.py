@@ -27,6 +27,19 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     return kl.mean() * (t * t)
 
 
+def kl_to_target(
+    logits: torch.Tensor, target_probs: torch.Tensor, reduction: Literal["batchmean", "mean"] = "batchmean"
+) -> torch.Tensor:
+    """KL(q ‖ softmax(z)) = Σ_k q_k·(log q_k − log softmax(z)_k).
+
+    ``batchmean``: summed over classes, mean over the batch. ``mean``: mean over all B·K elements (= batchmean / K),
+    which is what ``nn.KLDivLoss()`` with its old default reduction computes — TF-KD's released code uses that.
+    """
+    per_sample = (torch.xlogy(target_probs, target_probs) - target_probs * F.log_softmax(logits, dim=1)).sum(dim=1)
+    kl = per_sample.mean()
+    return kl / logits.shape[1] if reduction == "mean" else kl
+
+
 def soft_target_ce(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     """−Σ_k q_k·log softmax(z)_k, mean over the batch (cross-entropy against a soft target q)."""
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

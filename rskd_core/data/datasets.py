@@ -11,6 +11,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,27 @@ class ArrayDataset:
         return int(self.x_train.shape[-1])
 
 
-DatasetBuilder = Callable[[DataConfig, Path | None], ArrayDataset]
+@dataclass(frozen=True)
+class FolderDataset:
+    """Images in class sub-folders (torchvision ``ImageFolder``), read by DataLoader workers."""
+
+    name: str
+    train: Any  # torchvision.datasets.ImageFolder
+    test: Any
+    num_classes: int
+    image_size: int
+    default_augment: AugmentSpec
+
+    @property
+    def y_train(self) -> torch.Tensor:
+        return torch.tensor(self.train.targets, dtype=torch.int64)
+
+    @property
+    def y_test(self) -> torch.Tensor:
+        return torch.tensor(self.test.targets, dtype=torch.int64)
+
+
+DatasetBuilder = Callable[[DataConfig, Path | None], "ArrayDataset | FolderDataset"]
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
 
 
@@ -111,18 +132,9 @@ def _read_cifar_file(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
     return data, np.asarray(entry[label_key], dtype=np.int64)
 
 
-def _cifar_folder(name: str, cfg: DataConfig, root: Path | None) -> Path:
-    folder, *_ = _CIFAR[name]
-    if cfg.root is not None:
-        return Path(cfg.root)
-    if root is None:
-        raise DataError(f"{name} needs a data root: set RSKD_DATA_ROOT (expected <root>/{folder}) or data.root")
-    return root / folder
-
-
 def _load_cifar(name: str, cfg: DataConfig, root: Path | None) -> ArrayDataset:
     folder_name, train_files, test_file, label_key, classes = _CIFAR[name]
-    folder = _cifar_folder(name, cfg, root)
+    folder = resolve_folder(cfg, root, folder_name)
     missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
     if missing and cfg.download:
         _download_cifar(name, folder.parent)
@@ -160,5 +172,36 @@ def load_cifar100(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
     return _load_cifar("cifar100", cfg, root)
 
 
-def load_dataset(cfg: DataConfig, root: Path | None) -> ArrayDataset:
+def resolve_folder(cfg: DataConfig, root: Path | None, default_name: str) -> Path:
+    """``data.root`` (absolute, or relative to the data root) or ``<data root>/<default_name>``."""
+    if cfg.root is not None and Path(cfg.root).is_absolute():
+        return Path(cfg.root)
+    if root is None:
+        raise DataError(
+            f"{cfg.name} needs a data root: set RSKD_DATA_ROOT (expected <root>/{cfg.root or default_name}) "
+            "or an absolute data.root"
+        )
+    return root / (cfg.root or default_name)
+
+
+@DATASETS.register("imagefolder")
+def load_image_folder(cfg: DataConfig, root: Path | None = None) -> FolderDataset:
+    """``train/`` and ``val/`` folders of class sub-folders (TinyImageNet, CUB-200, Stanford Dogs, MIT67 layouts),
+    under ``data.root``. ``data.image_size`` sets the crop (224 by default; 32 for TinyImageNet as in CS-KD, FRSKD
+    and DLB)."""
+    from torchvision.datasets import ImageFolder
+
+    folder = resolve_folder(cfg, root, "imagefolder")
+    missing = [d for d in ("train", "val") if not (folder / d).is_dir()]
+    if missing:
+        raise DataError(
+            f"imagefolder: expected {', '.join(str(folder / d) for d in missing)} with one sub-folder per class"
+        )
+    train, test = ImageFolder(str(folder / "train")), ImageFolder(str(folder / "val"))
+    if train.classes != test.classes:
+        raise DataError(f"imagefolder: train/ and val/ in {folder} must have the same class folders")
+    return FolderDataset("imagefolder", train, test, len(train.classes), cfg.image_size or 224, AugmentSpec(0, True))
+
+
+def load_dataset(cfg: DataConfig, root: Path | None) -> ArrayDataset | FolderDataset:
     return DATASETS.get(cfg.name)(cfg, root)

@@ -2,19 +2,18 @@
 
 * :class:`DeviceLoader` keeps the whole data set on the training device as one tensor, shuffles with a per-epoch
   generator and augments each batch there (crop + flip in one gather). No workers, no host→device copies.
-* :class:`TorchLoader` is the classic path for data that does not fit: a ``torch.utils.data.DataLoader`` with workers,
-  pinned memory and per-sample torchvision transforms.
+* :class:`TorchLoader` is the classic path for data that does not fit (or image folders): a
+  ``torch.utils.data.DataLoader`` with workers, pinned memory and per-sample torchvision transforms.
 
-Both derive their random numbers from (seed, epoch), so an epoch's order and augmentations are reproducible on resume
-without any generator state in the checkpoint.
+Both draw their batches from :func:`index_batches` (the same order for the same seed, CS-KD partners included) and
+derive their random numbers from (seed, epoch), so an epoch is reproducible on resume without generator state.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rskd_core.data.augment import AugmentSpec, augment_batch
 from rskd_core.data.batch import Batch
+from rskd_core.data.samplers import ClassTable, IndexBatchSampler, index_batches, num_batches
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -42,23 +42,23 @@ class LoaderOptions:
     batch_size: int
     device: torch.device
     shuffle: bool
-    augment: AugmentSpec | None = None
+    augment: AugmentSpec | None = None  # DeviceLoader only; TorchLoader takes a transform
     seed: int = 0
     num_workers: int = 0  # TorchLoader only
+    pairs: bool = False  # CS-KD: B anchors then B same-class partners per batch
+    two_views: bool = False  # DLB: a second augmented view of every image in ``batch.x2``
 
 
 class _IndexedLoader:
-    """What both loaders share: sizes, the step count and the per-epoch generator."""
+    """What both loaders share: sizes, the step count, class partners and the per-epoch generator."""
 
-    def __init__(self, num_samples: int, opts: LoaderOptions) -> None:
-        self.num_samples = num_samples
+    def __init__(self, labels: torch.Tensor, opts: LoaderOptions) -> None:
+        self.num_samples = int(labels.shape[0])
         self.opts = opts
-        self.augment = opts.augment if opts.augment is not None and opts.augment.active else None
+        self.table = ClassTable(labels) if opts.pairs else None
 
     def __len__(self) -> int:
-        # a trailing batch of one sample is dropped: BatchNorm cannot train on it
-        n, b = self.num_samples, self.opts.batch_size
-        return n // b if n % b == 1 else math.ceil(n / b)
+        return num_batches(self.num_samples, self.opts.batch_size)
 
     def generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(epoch_seed(self.opts.seed, epoch))
@@ -68,65 +68,101 @@ class DeviceLoader(_IndexedLoader):
     """The data set as tensors on the device; batched shuffling and augmentation there."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, opts: LoaderOptions) -> None:
-        super().__init__(int(y.shape[0]), opts)
+        super().__init__(y, opts)
         self.x = x.to(opts.device)
         self.y = y.to(opts.device)
+        self.augment = opts.augment if opts.augment is not None and opts.augment.active else None
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         g = self.generator(epoch)
-        n, b = self.num_samples, self.opts.batch_size
-        order = torch.randperm(n, generator=g) if self.opts.shuffle else torch.arange(n)
-        order = order.to(self.opts.device)
-        for step in range(len(self)):
-            idx = order[step * b : (step + 1) * b]
-            x = self.x[idx]
-            if self.augment is not None:
-                x = augment_batch(x, self.augment, g)
-            yield Batch(x, self.y[idx], idx)
+        o = self.opts
+        for cpu_idx in index_batches(self.num_samples, o.batch_size, shuffle=o.shuffle, generator=g, pairs=self.table):
+            idx = cpu_idx.to(o.device)
+            raw = self.x[idx]
+            x = raw if self.augment is None else augment_batch(raw, self.augment, g)
+            x2 = None
+            if o.two_views:
+                x2 = raw if self.augment is None else augment_batch(raw, self.augment, g)
+            yield Batch(x, self.y[idx], idx, x2)
 
 
-class _IndexedTensors(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, augment: AugmentSpec | None) -> None:
+class TensorPairs(Dataset[tuple[torch.Tensor, int]]):
+    """(image, label) items of in-memory tensors."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.x, self.y = x, y
-        self.transform = None
-        if augment is not None and augment.active:
-            from torchvision.transforms import v2
-
-            ops: list[torch.nn.Module] = []
-            if augment.crop_padding:
-                ops.append(v2.RandomCrop(x.shape[-1], padding=augment.crop_padding))
-            if augment.flip:
-                ops.append(v2.RandomHorizontalFlip())
-            self.transform = v2.Compose(ops)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        x = self.x[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.y[i], i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], int(self.y[i])
+
+
+class _Indexed(Dataset[tuple[Any, ...]]):
+    """Applies the transform (twice for two views) and adds the sample index."""
+
+    def __init__(self, base: Dataset[tuple[Any, int]], transform: Callable[[Any], torch.Tensor], two_views: bool):
+        self.base, self.transform, self.two_views = base, transform, two_views
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        image, label = self.base[i]
+        x = self.transform(image)
+        if self.two_views:
+            return x, self.transform(image), label, i
+        return x, label, i
+
+
+def tensor_transform(augment: AugmentSpec | None, size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-sample torchvision ops equivalent to :func:`augment_batch` (zero-padded random crop, flip)."""
+    if augment is None or not augment.active:
+        return lambda t: t
+    from torchvision.transforms import v2
+
+    ops: list[torch.nn.Module] = []
+    if augment.crop_padding:
+        ops.append(v2.RandomCrop(size, padding=augment.crop_padding))
+    if augment.flip:
+        ops.append(v2.RandomHorizontalFlip())
+    return v2.Compose(ops)
 
 
 class TorchLoader(_IndexedLoader):
-    """A DataLoader over CPU tensors with per-sample torchvision transforms, workers and pinned memory."""
+    """A DataLoader with workers and pinned memory over any (image, label) data set and a per-sample transform."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, opts: LoaderOptions) -> None:
-        super().__init__(int(y.shape[0]), opts)
-        self.dataset = _IndexedTensors(x, y, self.augment)
+    def __init__(
+        self,
+        base: Dataset[tuple[Any, int]],
+        labels: torch.Tensor,
+        transform: Callable[[Any], torch.Tensor],
+        opts: LoaderOptions,
+    ) -> None:
+        super().__init__(labels, opts)
+        self.dataset = _Indexed(base, transform, opts.two_views)
+
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor, y: torch.Tensor, opts: LoaderOptions) -> TorchLoader:
+        return cls(TensorPairs(x, y), y, tensor_transform(opts.augment, int(x.shape[-1])), opts)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         o = self.opts
+        g = self.generator(epoch)
+        sampler = IndexBatchSampler(self.num_samples, o.batch_size, o.shuffle, epoch_seed(o.seed, epoch, 1), self.table)
         loader = DataLoader(
             self.dataset,
-            batch_size=o.batch_size,
-            shuffle=o.shuffle,
-            generator=self.generator(epoch),
+            batch_sampler=sampler,
             num_workers=o.num_workers,
             pin_memory=o.device.type == "cuda",
-            drop_last=len(self) < math.ceil(self.num_samples / o.batch_size),
+            generator=g,
         )
         cuda = o.device.type == "cuda"
-        for x, y, idx in loader:
-            yield Batch(x, y, idx).to(o.device, non_blocking=cuda)
+        for items in loader:
+            if o.two_views:
+                x, x2, y, idx = items
+                yield Batch(x, y, idx, x2).to(o.device, non_blocking=cuda)
+            else:
+                x, y, idx = items
+                yield Batch(x, y, idx).to(o.device, non_blocking=cuda)

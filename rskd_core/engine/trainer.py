@@ -9,6 +9,7 @@ the callbacks (checkpoints, JSONL, progress, Ray/MLflow in ``worker/``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import time
@@ -22,7 +23,7 @@ import torch
 from rskd_core.config import RunConfig
 from rskd_core.data import Batch, DataBundle, build_data
 from rskd_core.engine import checkpoint as ckpt
-from rskd_core.engine.callbacks import Callback
+from rskd_core.engine.callbacks import Callback, ProgressBar
 from rskd_core.engine.metrics import classification_metrics
 from rskd_core.engine.schedule import LRSchedule
 from rskd_core.methods import Method, ModelOutput, Progress, create_method
@@ -30,6 +31,7 @@ from rskd_core.models import TapModel, create_model
 from rskd_core.teachers import TeacherContext, TeacherRule, create_teacher
 
 CHECKPOINT_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,19 +88,18 @@ class Trainer:
         self.device = resolve_device(cfg.runtime.device)
         torch.manual_seed(cfg.seed)
         self.teacher: TeacherRule = create_teacher(cfg.teacher)
-        batch = self.teacher.train_batch_size(cfg.optim.batch_size)
-        root = Path(data_root) if data_root is not None else None
+        self.data_root = Path(data_root) if data_root is not None else None
         self.data = data or build_data(
             cfg.data,
             device=self.device,
-            train_batch_size=batch,
+            needs=self.teacher.loader_needs(cfg.optim.batch_size),
             eval_batch_size=cfg.eval.batch_size,
             seed=cfg.seed,
-            data_root=root,
+            data_root=self.data_root,
         )
-        ds = self.data.dataset
-        self.num_classes = ds.num_classes
-        self.model: TapModel = create_model(cfg.model, ds.num_classes, ds.channels).to(self.device)
+        info = self.data.info
+        self.num_classes = info.num_classes
+        self.model: TapModel = create_model(cfg.model, info.num_classes, info.channels).to(self.device)
         self.method: Method = create_method(cfg.method, self.model).to(self.device)
         if cfg.runtime.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -106,10 +107,10 @@ class Trainer:
         self.teacher.setup(
             self.model,
             TeacherContext(
-                num_train=ds.x_train.shape[0],
-                num_classes=ds.num_classes,
+                num_train=info.train_size,
+                num_classes=info.num_classes,
                 device=self.device,
-                train_labels=ds.y_train.to(self.device),
+                train_labels=info.train_labels.to(self.device),
                 taps=self.method.teacher_taps,
             ),
         )
@@ -140,6 +141,8 @@ class Trainer:
         with self._runtime_settings():
             if resume_from is not None:
                 self.load_checkpoint(resume_from)
+            if self.teacher.needs_pretraining:
+                self._pretrain_teacher()
             error: BaseException | None = None
             try:
                 for cb in self.callbacks:
@@ -242,14 +245,37 @@ class Trainer:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
-            "train_size": int(self.data.dataset.x_train.shape[0]),
-            "test_size": int(self.data.dataset.x_test.shape[0]),
+            "train_size": self.data.info.train_size,
+            "test_size": self.data.info.test_size,
             "steps_per_epoch": self.steps_per_epoch,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "method_parameters": sum(p.numel() for p in self.method.parameters()),
         }
 
     # ------------------------------------------------------------------ internals
+
+    def _pretrain_teacher(self) -> None:
+        """Stage 1 of a two-stage run: train a same-architecture teacher with CE on this recipe, then freeze it."""
+        stage1 = RunConfig.model_validate(
+            {
+                **self.cfg.model_dump(mode="json"),
+                "method": {"name": "ce"},
+                "teacher": {"rule": "none"},
+                "runtime": {**self.cfg.runtime.model_dump(mode="json"), "fail_at_epoch": None},
+            }
+        )
+        log.info("stage 1: training the frozen teacher with CE for %d epochs", stage1.optim.epochs)
+        shown = [cb for cb in self.callbacks if isinstance(cb, ProgressBar)]
+        rng = ckpt.rng_state()
+        teacher = Trainer(stage1, shown, data=self.data)  # a frozen teacher needs plain batches: same loaders
+        result = teacher.fit()
+        ckpt.set_rng_state(rng)  # stage 1 leaves the student's random streams as they were
+        log.info(
+            "stage 1 done: teacher test top-1 %.4f; stage 2: %s",
+            result.final.get("test/top1", float("nan")),
+            self.cfg.method.name,
+        )
+        self.teacher.set_pretrained(teacher.model.state_dict())
 
     @contextlib.contextmanager
     def _runtime_settings(self) -> Iterator[None]:

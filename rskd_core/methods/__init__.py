@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from rskd_core.methods.base import Method, ModelOutput, Progress, linear_ramp
+from rskd_core.methods.byot import BYOT
 from rskd_core.methods.ce import CrossEntropy, LabelSmoothing
+from rskd_core.methods.cs_kd import CSKD
+from rskd_core.methods.dlb import DLB
+from rskd_core.methods.ps_kd import PSKD
 from rskd_core.methods.rskd import RSKD
+from rskd_core.methods.tf_kd import TFKDReg, TFKDSelf
 from rskd_core.models.base import TapModel
 from rskd_core.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
-for _cls in (CrossEntropy, LabelSmoothing, RSKD):
+for _cls in (CrossEntropy, LabelSmoothing, TFKDReg, TFKDSelf, CSKD, PSKD, BYOT, DLB, RSKD):
     METHODS.register(_cls.name)(_cls)
 
 

@@ -7,12 +7,13 @@ adds them to the optimizer and the checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from rskd_core.data.batch import Batch
+from rskd_core.models.base import TapModel
 from rskd_core.teachers.base import TeacherSignal
 
 
@@ -45,13 +46,17 @@ def linear_ramp(progress: Progress, warmup_epochs: float) -> float:
 
 
 class Method(nn.Module):
-    """Base class of every Self-KD method."""
+    """Base class of every Self-KD method: built from its own config and the model it trains."""
 
     name: ClassVar[str]
     student_taps: tuple[str, ...] = ()
     teacher_taps: tuple[str, ...] = ()
     eval_taps: tuple[str, ...] = ()
-    uses_teacher_logits: bool = False
+
+    def __init__(self, cfg: Any, model: TapModel) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = model.num_classes
 
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress

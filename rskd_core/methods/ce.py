@@ -9,7 +9,6 @@ from rskd_core.config import CEConfig, LabelSmoothingConfig
 from rskd_core.data.batch import Batch
 from rskd_core.losses import label_smoothing_targets, soft_target_ce
 from rskd_core.methods.base import Method, ModelOutput, Progress
-from rskd_core.models.base import TapModel
 from rskd_core.teachers.base import TeacherSignal
 
 
@@ -17,10 +16,7 @@ class CrossEntropy(Method):
     """L = CE(z, y)."""
 
     name = "ce"
-
-    def __init__(self, cfg: CEConfig, model: TapModel) -> None:
-        super().__init__()
-        del cfg, model
+    cfg: CEConfig
 
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
@@ -32,14 +28,10 @@ class LabelSmoothing(Method):
     """L = −Σ_k q_k log p_k with q = (1−ε)·onehot(y) + ε/(K−1) elsewhere (Szegedy et al., 2016; TF-KD's form)."""
 
     name = "label_smoothing"
-
-    def __init__(self, cfg: LabelSmoothingConfig, model: TapModel) -> None:
-        super().__init__()
-        self.eps = cfg.eps
-        self.num_classes = model.num_classes
+    cfg: LabelSmoothingConfig
 
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
     ) -> dict[str, torch.Tensor]:
-        q = label_smoothing_targets(batch.y, self.num_classes, self.eps)
+        q = label_smoothing_targets(batch.y, self.num_classes, self.cfg.eps)
         return {"ce": soft_target_ce(out.logits, q)}

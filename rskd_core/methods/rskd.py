@@ -5,8 +5,8 @@ inferred choice exposed as a knob. All teacher quantities are stop-gradient.
 
 * RSKD-L (``layers`` contains ``last``): a zero-initialised linear residual head r reads the pooled feature h and
   learns the gap g = z̃ − z between the pseudo-teacher's logits and the student's (:func:`residual_logit_loss`).
-* RSKD-ML (``layers`` contains ``stage1``..``stage3``): an adapter a_l maps stage l's feature map to the shape of the
-  target stage j (l+1 with ``target=next``, 4 with ``target=last``) and regresses sg(N(F̃_j) − N(F_j))
+* RSKD-ML (``layers`` contains shallow stages): an adapter a_l maps stage l's feature map to the shape of the
+  target stage j (l+1 with ``target=next``, the deepest with ``target=last``) and regresses sg(N(F̃_j) − N(F_j))
   (:func:`residual_feature_loss`).
 
 Total: L = w_ce·CE(z, y) + γ·CE(ẑ, y) + λ(t)·[w_out·L_out + w_layers·Σ_l L_l + w_kd·τ²·KL(p̃^τ ‖ p^τ)],
@@ -54,31 +54,35 @@ def make_adapter(kind: str, in_channels: int, out_channels: int, ratio: int) -> 
     return nn.Sequential(*layers)
 
 
-def target_stage(layer: str, target: str) -> str:
-    index = int(layer.removeprefix("stage"))
-    return "stage4" if target == "last" else f"stage{index + 1}"
+def target_stage(layer: str, target: str, stages: list[str]) -> str:
+    """The stage whose gap ``layer`` regresses: the next one, or the deepest."""
+    if layer not in stages[:-1]:
+        raise ValueError(
+            f"method.layers: {layer} is not a shallow stage of this model (its stages are {stages}; the deepest, "
+            f"{stages[-1]}, has no deeper stage to learn from)"
+        )
+    return stages[-1] if target == "last" else stages[stages.index(layer) + 1]
 
 
 class RSKD(Method):
     """Residual self-knowledge distillation, RSKD-L and RSKD-ML (METHODS.md §11.2)."""
 
     name = "rskd"
-    uses_teacher_logits = True
 
     def __init__(self, cfg: RSKDConfig, model: TapModel) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg, model)
         self.residual: nn.Linear | None = None
         if "last" in cfg.layers:
             self.residual = nn.Linear(model.feature("last").channels, model.num_classes)
             nn.init.zeros_(self.residual.weight)  # zero-init: the corrected logits start as the student's own
             nn.init.zeros_(self.residual.bias)
         self.stages = [layer for layer in cfg.layers if layer != "last"]
+        self.targets = {layer: target_stage(layer, cfg.target, model.stage_names()) for layer in self.stages}
         self.adapters = nn.ModuleDict()
-        for layer in self.stages:
-            src, dst = model.feature(layer), model.feature(target_stage(layer, cfg.target))
+        for layer, target in self.targets.items():
+            src, dst = model.feature(layer), model.feature(target)
             self.adapters[layer] = make_adapter(cfg.adapter, src.channels, dst.channels, dst.reduction // src.reduction)
-        targets = sorted({target_stage(layer, cfg.target) for layer in self.stages})
+        targets = sorted(set(self.targets.values()))
         self.teacher_taps = tuple(targets)
         self.student_taps = tuple(sorted(set(self.stages) | set(targets) | ({"last"} if self.residual else set())))
         self.eval_taps = ("last",) if cfg.infer_with_residual else ()
@@ -122,7 +126,7 @@ class RSKD(Method):
             terms[key] = zero
             if has_signal and w.layers > 0 and ramp > 0:
                 assert teacher is not None
-                j = target_stage(layer, cfg.target)
+                j = self.targets[layer]
                 adapted = self.adapters[layer](pick(out.taps[layer]))
                 loss = residual_feature_loss(adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm)
                 terms[key] = ramp * w.layers * loss

@@ -1,17 +1,18 @@
 """The feature-tap contract every model follows.
 
 A model declares its tappable layers in ``feature_info`` (name, channels, reduction = stride w.r.t. the input) and
-returns them from ``forward_taps(x, names)``: ``stage1``..``stage4`` are the stage outputs (N, C, H, W) and ``last``
-is the pooled feature (N, C) that the classifier reads. ``forward`` returns logits only. Methods ask for taps by name,
-never through forward hooks.
+returns them from ``forward_taps(x, names)``: ``stage1``..``stageN`` are the stage outputs (B, C, H, W) — N is 4 for
+the ResNet-18 family and 3 for the CIFAR ResNets and WRNs — and ``last`` is the pooled feature (B, C) that the
+classifier reads. ``forward`` returns logits only. Methods ask for taps by name, never through forward hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -20,6 +21,41 @@ class FeatureSpec:
     name: str
     channels: int
     reduction: int  # spatial stride relative to the input; 0 for the pooled vector `last`
+
+    @staticmethod
+    def for_stages(widths: Sequence[int], first_reduction: int = 1) -> list[FeatureSpec]:
+        """stage1..stageN with the reduction doubling from stage to stage, then ``last``."""
+        specs = [FeatureSpec(f"stage{i + 1}", c, first_reduction * 2**i) for i, c in enumerate(widths)]
+        return [*specs, FeatureSpec("last", widths[-1], 0)]
+
+
+def make_stages(
+    block: Callable[[int, int, int], nn.Module], in_planes: int, widths: Sequence[int], blocks: Sequence[int]
+) -> nn.ModuleList:
+    """Stage i holds ``blocks[i]`` blocks of width ``widths[i]``; every stage after the first starts with stride 2."""
+    stages = []
+    for i, (planes, n) in enumerate(zip(widths, blocks, strict=True)):
+        layers = [block(in_planes, planes, 1 if i == 0 else 2)] + [block(planes, planes, 1) for _ in range(n - 1)]
+        stages.append(nn.Sequential(*layers))
+        in_planes = planes
+    return nn.ModuleList(stages)
+
+
+def conv_stem(in_channels: int, width: int) -> nn.Sequential:
+    """conv3×3 + BN + ReLU, no pooling: the 32 px stem of the CIFAR ResNets."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+    )
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out) convolutions, unit BatchNorm scale and zero shift (torchvision's ResNet init)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class TapModel(nn.Module):
@@ -31,6 +67,12 @@ class TapModel(nn.Module):
     def tap_names(self) -> list[str]:
         return [f.name for f in self.feature_info]
 
+    def stage_names(self) -> list[str]:
+        return [f.name for f in self.feature_info if f.name != "last"]
+
+    def deepest_stage(self) -> str:
+        return self.stage_names()[-1]
+
     def feature(self, name: str) -> FeatureSpec:
         for spec in self.feature_info:
             if spec.name == name:
@@ -41,6 +83,27 @@ class TapModel(nn.Module):
         unknown = [n for n in names if n not in self.tap_names()]
         if unknown:
             raise KeyError(f"unknown taps {unknown}; this model exposes {self.tap_names()}")
+
+    def run_stages(
+        self,
+        x: torch.Tensor,
+        stages: Iterable[nn.Module],
+        names: Sequence[str],
+        fc: nn.Module,
+        head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the stages, keep the requested stage outputs, pool, classify (shared by every model)."""
+        taps: dict[str, torch.Tensor] = {}
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if f"stage{i + 1}" in names:
+                taps[f"stage{i + 1}"] = x
+        if head is not None:
+            x = head(x)
+        h = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        if "last" in names:
+            taps["last"] = h
+        return fc(h), taps
 
     def forward_taps(self, x: torch.Tensor, names: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rskd_core.models.base import FeatureSpec, TapModel
+from rskd_core.models.base import FeatureSpec, TapModel, conv_stem, init_weights, make_stages
 
 
 class PreActBlock(nn.Module):
@@ -41,39 +41,11 @@ class PreActResNet(TapModel):
         super().__init__()
         self.num_classes = num_classes
         widths = [width, width * 2, width * 4, width * 8]
-        strides = [1, 2, 2, 2]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
-        stages = []
-        in_planes = width
-        for planes, stride, n in zip(widths, strides, blocks, strict=True):
-            layers = [PreActBlock(in_planes, planes, stride)]
-            layers += [PreActBlock(planes, planes, 1) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*layers))
-            in_planes = planes
-        self.stages = nn.ModuleList(stages)
+        self.stem = conv_stem(in_channels, width)
+        self.stages = make_stages(PreActBlock, width, widths, blocks)
         self.fc = nn.Linear(widths[-1], num_classes)
-        reductions = [1, 2, 4, 8]
-        self.feature_info = [
-            FeatureSpec(f"stage{i + 1}", c, r) for i, (c, r) in enumerate(zip(widths, reductions, strict=True))
-        ] + [FeatureSpec("last", widths[-1], 0)]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.feature_info = FeatureSpec.for_stages(widths)
+        init_weights(self)
 
     def forward_taps(self, x: torch.Tensor, names: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        taps: dict[str, torch.Tensor] = {}
-        out = self.stem(x)
-        for i, stage in enumerate(self.stages):
-            out = stage(out)
-            key = f"stage{i + 1}"
-            if key in names:
-                taps[key] = out
-        h = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if "last" in names:
-            taps["last"] = h
-        return self.fc(h), taps
+        return self.run_stages(self.stem(x), self.stages, names, self.fc)

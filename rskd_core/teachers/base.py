@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from rskd_core.data import LoaderNeeds
 from rskd_core.data.batch import Batch
 from rskd_core.models.base import TapModel
 
@@ -45,9 +46,17 @@ class TeacherRule(ABC):
     @abstractmethod
     def setup(self, student: TapModel, ctx: TeacherContext) -> None: ...
 
-    def train_batch_size(self, batch_size: int) -> int:
-        """How many new samples the loader should deliver per step (``batch_size`` = images per step)."""
-        return batch_size
+    def loader_needs(self, batch_size: int) -> LoaderNeeds:
+        """What the training loader must deliver: new samples per step, CS-KD pairs, DLB's second view."""
+        return LoaderNeeds(batch_size)
+
+    @property
+    def needs_pretraining(self) -> bool:
+        """True when the teacher's weights must first be trained (a frozen teacher without a checkpoint)."""
+        return False
+
+    def set_pretrained(self, weights: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError(f"teacher rule {self.name} is not pre-trained")
 
     def student_taps(self) -> tuple[str, ...]:
         """Taps the student forward must also return so that the rule can cache them."""

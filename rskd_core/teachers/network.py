@@ -92,30 +92,49 @@ class PrevEpochTeacher(NetworkTeacher):
 
 
 class FrozenTeacher(NetworkTeacher):
-    """A pre-trained same-architecture checkpoint, never updated (Tf-KD_self-like, two stages)."""
+    """A same-architecture network trained beforehand and never updated (Tf-KD_self-like, two stages).
+
+    With ``teacher.checkpoint`` it loads those weights (a ``checkpoint.pt`` or ``best.pt`` of ``rskd train``);
+    without one the trainer first trains the teacher with CE on the same recipe (stage 1) and hands its final weights
+    over, which are then part of this rule's state so a resume does not train it again.
+    """
 
     name = "frozen"
 
     def setup(self, student: TapModel, ctx: TeacherContext) -> None:
         super().setup(student, ctx)
-        assert self.net is not None and self.cfg.checkpoint is not None
+        self._have_weights = False
+        if self.cfg.checkpoint is None:
+            return
+        assert self.net is not None
         path = Path(self.cfg.checkpoint)
         if not path.is_file():
             raise FileNotFoundError(
-                f"teacher.checkpoint not found: {path} (give a checkpoint.pt or best.pt of rskd train)"
+                f"teacher.checkpoint not found: {path} (give a checkpoint.pt or best.pt of rskd train, or leave "
+                "teacher.checkpoint unset to train the teacher first)"
             )
         payload = torch.load(path, map_location=ctx.device, weights_only=True)
-        weights = payload.get("model", payload) if isinstance(payload, dict) else payload
+        self.set_pretrained(payload.get("model", payload) if isinstance(payload, dict) else payload, source=str(path))
+
+    @property
+    def needs_pretraining(self) -> bool:
+        return not self._have_weights
+
+    def set_pretrained(self, weights: dict[str, torch.Tensor], source: str = "stage 1") -> None:
+        assert self.net is not None
         try:
             self.net.load_state_dict(weights)
         except RuntimeError as err:
             raise ValueError(
-                f"teacher.checkpoint {path} does not fit this model (same architecture and classes needed): "
+                f"teacher weights from {source} do not fit this model (same architecture and classes needed): "
                 f"{str(err).splitlines()[0]}"
             ) from None
+        self._have_weights = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {}  # the checkpoint file is the state
+        # a checkpoint file is its own state; weights trained in stage 1 must travel with the run
+        return {} if self.cfg.checkpoint else super().state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        del state
+        if "net" in state:
+            self.set_pretrained(state["net"])

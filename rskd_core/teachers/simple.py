@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rskd_core.config import TeacherConfig
+from rskd_core.data import LoaderNeeds
 from rskd_core.data.batch import Batch
 from rskd_core.models.base import TapModel
 from rskd_core.teachers.base import TeacherContext, TeacherRule, TeacherSignal
@@ -64,38 +65,44 @@ class PredBankTeacher(TeacherRule):
 class LastBatchTeacher(TeacherRule):
     """The model one optimizer step older (Shen et al., DLB, CVPR 2022).
 
-    Each step trains on B images: B/2 new samples and the B/2 samples of the previous step, repeated. The teacher
-    signal for the repeated half is what the network computed for those same inputs in the previous step — logits and
-    the requested stage features, cached, so no extra forward is needed. New rows have no teacher (``mask`` False).
-    An epoch delivers every sample once as new, so it has twice the steps of a plain epoch; the cache crosses epoch
-    boundaries. (The released DLB code uses a second augmented view for the repeated half; here the cached input is
-    repeated as it was, which is what makes the cached features exact.)
+    Each step trains on the new samples and, repeated, the new samples of the previous step. The teacher signal for
+    the repeated rows is what the network computed for them in the previous step — logits and the requested stage
+    features, cached, so no extra forward is needed; new rows have no teacher (``mask`` False). The cache crosses
+    epoch boundaries; step 0 has no teacher.
+
+    ``repeat_split=half`` (default): B/2 new + B/2 repeated = B images per step, so an epoch has twice the steps of a
+    plain one. ``full``: B new + B repeated = 2B images per step, as DLB's released code. ``repeat_view=same``: the
+    repeated images are the very inputs of the previous step, which makes cached features exact. ``second``: they
+    are a second augmented view (DLB's code); the cached logits then come from the first view, as in DLB. One
+    forward covers both halves (DLB's code runs two, so its BatchNorm statistics are per half).
     """
 
     name = "last_batch"
     provides_features: ClassVar[bool] = True
 
     def __init__(self, cfg: TeacherConfig) -> None:
-        del cfg
+        self.cfg = cfg
         self.taps: tuple[str, ...] = ()
         self.carry: Batch | None = None
         self.carry_logits: torch.Tensor | None = None
         self.carry_feats: dict[str, torch.Tensor] = {}
-        self._n_new = 0
+        self._new: Batch | None = None
 
     def setup(self, student: TapModel, ctx: TeacherContext) -> None:
         del student
         self.taps = ctx.taps
 
-    def train_batch_size(self, batch_size: int) -> int:
-        return max(batch_size // 2, 1)
+    def loader_needs(self, batch_size: int) -> LoaderNeeds:
+        new = max(batch_size // 2, 1) if self.cfg.repeat_split == "half" else batch_size
+        return LoaderNeeds(new, two_views=self.cfg.repeat_view == "second")
 
     def student_taps(self) -> tuple[str, ...]:
         return self.taps
 
     def prepare(self, batch: Batch) -> Batch:
-        self._n_new = len(batch)
-        return batch if self.carry is None else Batch.cat(self.carry, batch)
+        self._new = batch
+        new = Batch(batch.x, batch.y, batch.idx)
+        return new if self.carry is None else Batch.cat(self.carry, new)
 
     def signal(self, batch: Batch) -> TeacherSignal | None:
         if self.carry is None or self.carry_logits is None:
@@ -113,8 +120,11 @@ class LastBatchTeacher(TeacherRule):
 
     @torch.no_grad()
     def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:
-        new = slice(len(batch) - self._n_new, len(batch))
-        self.carry = Batch(batch.x[new], batch.y[new], batch.idx[new])
+        assert self._new is not None
+        fresh = self._new
+        new = slice(len(batch) - len(fresh), len(batch))
+        view = fresh.x2 if self.cfg.repeat_view == "second" and fresh.x2 is not None else fresh.x
+        self.carry = Batch(view, fresh.y, fresh.idx)
         self.carry_logits = logits[new].detach().float()
         self.carry_feats = {k: taps[k][new].detach() for k in self.taps}
 
@@ -135,3 +145,45 @@ class LastBatchTeacher(TeacherRule):
         self.carry = Batch(c["x"], c["y"], c["idx"])
         self.carry_logits = state["logits"]
         self.carry_feats = dict(state["features"])
+
+
+class ClassPairTeacher(TeacherRule):
+    """The current network on a same-class partner (Yun et al., CS-KD, CVPR 2020).
+
+    The loader delivers B anchors followed by B partners of the same classes. ``prepare`` keeps the anchors for
+    training; ``signal`` runs the student itself, in train mode and without gradients, on the partners, exactly as the
+    released code does (so BatchNorm statistics also see the partners).
+    """
+
+    name = "class_pair"
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        del cfg
+        self.student: TapModel | None = None
+        self.taps: tuple[str, ...] = ()
+        self._partners: Batch | None = None
+
+    def setup(self, student: TapModel, ctx: TeacherContext) -> None:
+        self.student = student
+        self.taps = ctx.taps
+
+    def loader_needs(self, batch_size: int) -> LoaderNeeds:
+        return LoaderNeeds(batch_size, pairs=True)
+
+    def prepare(self, batch: Batch) -> Batch:
+        n = len(batch) // 2
+        self._partners = batch.rows(slice(n, 2 * n))
+        return batch.rows(slice(0, n))
+
+    def partners(self) -> Batch:
+        assert self._partners is not None, "prepare() first"
+        return self._partners
+
+    def signal(self, batch: Batch) -> TeacherSignal:
+        assert self.student is not None
+        partners = self.partners()
+        x = partners.x
+        if x.dim() == 4 and batch.x.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, feats = self.student.forward_taps(x, self.taps)
+        return TeacherSignal(logits=logits, features=feats)

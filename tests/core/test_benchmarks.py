@@ -21,6 +21,7 @@ def test_step_overhead_prints_the_documented_keys() -> None:
     assert out["device"] == "cpu"
     assert set(out["ratio_to_ce"]) == {
         "rskd_l/ema", "rskd_l/prev_epoch", "rskd_l/last_batch", "rskd_l/pred_bank", "rskd_ml/ema",
+        "label_smoothing", "tf_kd_reg", "tf_kd_self", "cs_kd", "ps_kd", "byot", "dlb",
     }  # fmt: skip
     assert all(v > 0 for v in out["ratio_to_ce"].values())
     assert out["loader"]["device_resident_ips"] > 0 and out["loader"]["dataloader_ips"] > 0

@@ -72,7 +72,7 @@ def test_override_errors_name_the_field() -> None:
 
 
 def test_unknown_method_and_model_are_refused_with_the_choices() -> None:
-    with pytest.raises(ConfigError, match="known methods: ce, label_smoothing, rskd"):
+    with pytest.raises(ConfigError, match="known methods: byot, ce, cs_kd, dlb, label_smoothing, ps_kd, rskd"):
         swap_method({}, "bogus")
     with pytest.raises(ConfigError, match=r"model\.name.*preact_resnet18"):
         validate({"model": {"name": "torch.nn.Linear"}})
@@ -93,12 +93,14 @@ def test_method_swap_sets_or_keeps_the_teacher_rule() -> None:
     ("overrides", "message"),
     [
         (["method.name=rskd", "teacher.rule=none"], "rskd needs a pseudo-teacher: set teacher.rule"),
-        (["method.name=ce", "teacher.rule=ema"], "method ce does not use teacher.rule=ema"),
+        (["method.name=ce", "teacher.rule=ema"], r"method ce needs teacher.rule=none \(got ema\)"),
+        (["method.name=ps_kd", "teacher.rule=ema"], "method ps_kd needs teacher.rule=pred_bank"),
+        (["method.name=cs_kd"], "method cs_kd needs teacher.rule=class_pair"),
+        (["method.name=rskd", "teacher.rule=class_pair"], "method rskd does not use teacher.rule=class_pair"),
         (
             ["method.name=rskd", "method.layers=[last, stage1]", "teacher.rule=pred_bank"],
             "needs a teacher that computes features: set teacher.rule to ema, prev_epoch, last_batch or frozen",
         ),
-        (["method.name=rskd", "teacher.rule=frozen"], "teacher.rule=frozen needs teacher.checkpoint"),
         (["teacher.checkpoint=x.pt"], "only read by teacher.rule=frozen"),
         (["method.name=rskd", "teacher.rule=last_batch", "optim.batch_size=15"], "must be even"),
         (["optim.epochs=10", "optim.milestones=[5, 20]"], "lie beyond optim.epochs"),
@@ -114,6 +116,16 @@ def test_method_swap_sets_or_keeps_the_teacher_rule() -> None:
 def test_cross_field_rules_say_what_to_change(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate(apply_overrides({}, overrides))
+
+
+def test_method_swap_applies_the_method_teacher_defaults() -> None:
+    base = parse_text(EXAMPLE.read_text())
+    dlb = validate(swap_method(base, "dlb"))
+    assert (dlb.teacher.rule, dlb.teacher.repeat_split, dlb.teacher.repeat_view) == ("last_batch", "full", "second")
+    for name, rule in [("ps_kd", "pred_bank"), ("cs_kd", "class_pair"), ("tf_kd_self", "frozen"), ("byot", "none")]:
+        assert validate(swap_method(base, name)).teacher.rule == rule
+    # a frozen teacher without a checkpoint is valid: stage 1 trains it
+    assert validate(swap_method(base, "tf_kd_self")).teacher.checkpoint is None
 
 
 def test_config_is_frozen_and_hash_is_stable() -> None:

@@ -11,7 +11,16 @@ import torch
 import torch.nn.functional as F
 
 from rskd_core.config import DataConfig
-from rskd_core.data import AugmentSpec, DataError, DeviceLoader, LoaderOptions, TorchLoader, build_data, load_dataset
+from rskd_core.data import (
+    AugmentSpec,
+    DataError,
+    DeviceLoader,
+    LoaderNeeds,
+    LoaderOptions,
+    TorchLoader,
+    build_data,
+    load_dataset,
+)
 from rskd_core.data.augment import augment_batch
 
 
@@ -99,7 +108,7 @@ def test_device_loader_visits_every_sample_once_per_epoch_reproducibly() -> None
 def test_torch_loader_yields_indexed_batches() -> None:
     x, y = torch.randn(30, 3, 8, 8), torch.arange(30) % 3
     opts = LoaderOptions(8, torch.device("cpu"), shuffle=True, augment=AugmentSpec(2, True), seed=1)
-    loader = TorchLoader(x, y, opts)
+    loader = TorchLoader.from_tensors(x, y, opts)
     batches = list(loader.epoch(0))
     assert len(batches) == len(loader) == 4
     idx = torch.cat([b.idx for b in batches])
@@ -109,12 +118,14 @@ def test_torch_loader_yields_indexed_batches() -> None:
 
 def test_build_data_picks_the_loader_and_the_augmentation() -> None:
     cfg = DataConfig(name="synthetic", image_size=8, train_size=32, test_size=16, loader="dataloader", num_workers=0)
-    bundle = build_data(cfg, device=torch.device("cpu"), train_batch_size=8, eval_batch_size=16, seed=0, data_root=None)
+    bundle = build_data(
+        cfg, device=torch.device("cpu"), needs=LoaderNeeds(8), eval_batch_size=16, seed=0, data_root=None
+    )
     assert isinstance(bundle.train, TorchLoader)
     auto = build_data(
         DataConfig(name="synthetic", image_size=8, train_size=32, test_size=16, augment={"flip": True}),  # type: ignore[arg-type]
         device=torch.device("cpu"),
-        train_batch_size=8,
+        needs=LoaderNeeds(8),
         eval_batch_size=16,
         seed=0,
         data_root=None,
@@ -126,6 +137,55 @@ def test_build_data_picks_the_loader_and_the_augmentation() -> None:
 def test_a_trailing_single_sample_batch_is_dropped() -> None:
     x, y = torch.randn(33, 1, 4, 4), torch.arange(33) % 3
     for cls in (DeviceLoader, TorchLoader):
-        loader = cls(x, y, LoaderOptions(16, torch.device("cpu"), shuffle=True))
+        opts = LoaderOptions(16, torch.device("cpu"), shuffle=True)
+        loader = DeviceLoader(x, y, opts) if cls is DeviceLoader else TorchLoader.from_tensors(x, y, opts)
         assert len(loader) == 2
         assert [len(b) for b in loader.epoch(0)] == [16, 16]
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 6, size: int = 40) -> Path:
+    """train/ and val/ of class sub-folders with small PNGs whose colour depends on the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("val", 2)):
+        for c in range(classes):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                base = np.zeros((size, size, 3), dtype=np.uint8)
+                base[..., c % 3] = 180
+                noise = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(base + noise).save(folder / f"{i}.png")
+    return root
+
+
+def test_image_folder_through_dataloader_workers(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "tiny")
+    cfg = DataConfig(name="imagefolder", root="tiny", image_size=32, num_workers=2)
+    bundle = build_data(
+        cfg, device=torch.device("cpu"), needs=LoaderNeeds(4, pairs=True), eval_batch_size=4, seed=0, data_root=tmp_path
+    )
+    assert bundle.info.num_classes == 3 and bundle.info.train_size == 18 and bundle.info.test_size == 6
+    assert isinstance(bundle.train, TorchLoader)
+    batches = list(bundle.train.epoch(0))
+    assert len(batches) == 5
+    for b in batches:
+        n = len(b) // 2
+        assert b.x.shape[1:] == (3, 32, 32)
+        assert torch.equal(b.y[:n], b.y[n:])  # CS-KD pairs through the DataLoader path too
+    test = next(iter(bundle.test.epoch(0)))
+    assert test.x.shape == (4, 3, 32, 32)
+    with pytest.raises(DataError, match="train"):
+        load_dataset(DataConfig(name="imagefolder", root="missing"), tmp_path)
+
+
+def test_two_views_are_two_augmentations_of_the_same_images() -> None:
+    x, y = torch.randn(12, 3, 8, 8), torch.arange(12) % 3
+    opts = LoaderOptions(4, torch.device("cpu"), shuffle=True, augment=AugmentSpec(2, True), seed=0, two_views=True)
+    for loader in (DeviceLoader(x, y, opts), TorchLoader.from_tensors(x, y, opts)):
+        for b in loader.epoch(0):
+            assert b.x2 is not None and b.x2.shape == b.x.shape
+            assert not torch.equal(b.x, b.x2)
+            # both views are crops of the same image: their centres overlap heavily
+            assert torch.equal(b.y, y[b.idx])

@@ -12,11 +12,15 @@ from rskd_core.models import MODELS, create_model
 @pytest.mark.parametrize("name", MODELS.names())
 def test_tap_contract(name: str) -> None:
     torch.manual_seed(0)
-    model = MODELS.get(name)(7, 3, 8)  # small width: the contract does not depend on it
+    model = MODELS.get(name)(7, 3, None)
     model.eval()
-    x = torch.randn(2, 3, 32, 32)
+    size = 64 if name == "resnet18_imagenet" else 32
+    x = torch.randn(2, 3, size, size)
     names = model.tap_names()
-    assert names == ["stage1", "stage2", "stage3", "stage4", "last"]
+    stages = model.stage_names()
+    assert names == [*stages, "last"]
+    assert stages == [f"stage{i + 1}" for i in range(len(stages))] and len(stages) in (3, 4)
+    assert model.deepest_stage() == stages[-1]
     logits, taps = model.forward_taps(x, names)
     assert logits.shape == (2, 7)
     assert set(taps) == set(names)
@@ -25,7 +29,8 @@ def test_tap_contract(name: str) -> None:
         if spec.reduction == 0:
             assert t.shape == (2, spec.channels)
         else:
-            assert t.shape == (2, spec.channels, 32 // spec.reduction, 32 // spec.reduction)
+            assert t.shape == (2, spec.channels, size // spec.reduction, size // spec.reduction), spec
+    assert model.feature("last").channels == model.feature(stages[-1]).channels
     # plain forward returns the same logits; taps are computed only when asked for
     torch.testing.assert_close(model(x), logits)
     _, none = model.forward_taps(x, ())
@@ -34,6 +39,19 @@ def test_tap_contract(name: str) -> None:
     torch.testing.assert_close(model.fc(taps["last"]), logits)  # type: ignore[operator]
     with pytest.raises(KeyError, match="unknown taps"):
         model.check_taps(["stage9"])
+
+
+@pytest.mark.parametrize(
+    ("name", "millions"),
+    [("resnet32", 0.46), ("resnet56", 0.85), ("resnet110", 1.73), ("wrn_16_4", 2.75), ("wrn_28_10", 36.5),
+     ("resnet18_cifar", 11.2), ("resnet18_imagenet", 11.2)],
+)  # fmt: skip
+def test_published_parameter_counts(name: str, millions: float) -> None:
+    model = MODELS.get(name)(10 if name != "resnet18_imagenet" else 1000, 3, None)
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    # CIFAR-10 heads for the CIFAR nets (He et al. / Zagoruyko & Komodakis tables), 1000 classes for ImageNet (11.7 M)
+    expected = 11.7 if name == "resnet18_imagenet" else millions
+    assert abs(n - expected) / expected < 0.03, n
 
 
 def test_preact_resnet18_matches_the_published_size() -> None:

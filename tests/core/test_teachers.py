@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rskd_core.config import ModelConfig, RunConfig, TeacherConfig
-from rskd_core.data import Batch
+from rskd_core.data import Batch, LoaderNeeds
 from rskd_core.engine import Trainer
 from rskd_core.models import create_model
 from rskd_core.teachers import TEACHERS, TeacherContext, create_teacher
@@ -97,7 +97,7 @@ def test_pred_bank_gives_previous_epoch_probabilities() -> None:
 def test_last_batch_repeats_the_previous_half_with_its_cached_outputs() -> None:
     rule = create_teacher(TeacherConfig(rule="last_batch"))
     rule.setup(_model(), _ctx(("stage3",)))  # type: ignore[arg-type]
-    assert rule.train_batch_size(8) == 4
+    assert rule.loader_needs(8) == LoaderNeeds(4)
     assert rule.student_taps() == ("stage3",)
     first = rule.prepare(_batch([0, 1, 2, 3]))
     assert len(first) == 4 and rule.signal(first) is None  # step 0 is plain CE
@@ -133,7 +133,7 @@ def test_frozen_teacher_loads_a_checkpoint_and_refuses_a_mismatch(
     rule.setup(fresh, _ctx(n=48))
     torch.testing.assert_close(rule.net.fc.weight, trainer.model.fc.weight)  # type: ignore[attr-defined]
     other = create_model(ModelConfig(name="preact_resnet_tiny", width=8), num_classes=4, in_channels=3)
-    with pytest.raises(ValueError, match="does not fit this model"):
+    with pytest.raises(ValueError, match="do not fit this model"):
         create_teacher(TeacherConfig(rule="frozen", checkpoint=str(tmp_path / "best.pt"))).setup(other, _ctx())
     with pytest.raises(FileNotFoundError, match="teacher.checkpoint not found"):
         create_teacher(TeacherConfig(rule="frozen", checkpoint=str(tmp_path / "nope.pt"))).setup(fresh, _ctx())
@@ -144,6 +144,8 @@ def test_every_rule_round_trips_its_state(rule: str, tmp_path: Path, make_config
     overrides = ["optim.epochs=1"]
     if rule == "none":
         overrides.append("method.name=ce")
+    elif rule == "class_pair":
+        overrides += ["method.name=cs_kd", "teacher.rule=class_pair"]
     else:
         layers = "[last]" if rule == "pred_bank" else "[last, stage2]"
         overrides += ["method.name=rskd", f"teacher.rule={rule}", f"method.layers={layers}", "method.warmup_epochs=0"]
@@ -157,6 +159,7 @@ def test_every_rule_round_trips_its_state(rule: str, tmp_path: Path, make_config
     a.fit()
     state = a.teacher.state_dict()
     b = Trainer(cfg)
+    b.model.load_state_dict(a.model.state_dict())  # class_pair's teacher is the student itself
     b.teacher.load_state_dict(state)
     restored = b.teacher.state_dict()
     assert _flatten(restored).keys() == _flatten(state).keys()
@@ -164,6 +167,8 @@ def test_every_rule_round_trips_its_state(rule: str, tmp_path: Path, make_config
         assert torch.equal(_flatten(restored)[k], v), k
     if rule != "none":
         batch = next(iter(a.data.train.epoch(1)))
+        a.model.train()
+        b.model.train()
         sa, sb = a.teacher.signal(a.teacher.prepare(batch)), b.teacher.signal(b.teacher.prepare(batch))
         assert (sa is None) == (sb is None)
         if sa is not None and sb is not None and sa.logits is not None:
