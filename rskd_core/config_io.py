@@ -23,15 +23,22 @@ class ConfigError(ValueError):
 
 def parse_text(text: str, *, fmt: str = "yaml") -> dict[str, Any]:
     """Parse a YAML or JSON document into a mapping."""
-    if fmt == "json":
-        data = json.loads(text)
-    else:
-        try:
-            import yaml
-        except ImportError:  # pragma: no cover - the GPU box may lack PyYAML; JSON still works
+    try:
+        if fmt == "json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            try:
+                import yaml
+            except ImportError:  # pragma: no cover - the GPU box may lack PyYAML; JSON still works
+                data = json.loads(text)
+            else:
+                data = yaml.safe_load(text)
+    except ValueError as err:  # json.JSONDecodeError
+        raise ConfigError(f"not valid JSON: {err}") from None
+    except Exception as err:  # yaml.YAMLError and its subclasses (tags that build objects among them)
+        if type(err).__module__.startswith("yaml"):
+            raise ConfigError(f"not valid YAML: {err}") from None
+        raise
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -138,7 +138,7 @@ def test_config_is_frozen_and_hash_is_stable() -> None:
 
 
 def test_yaml_is_parsed_safely() -> None:
-    with pytest.raises(Exception, match="could not determine a constructor"):
+    with pytest.raises(ConfigError, match="not valid YAML.*could not determine a constructor"):
         parse_text("seed: !!python/object/apply:os.system ['echo pwned']")
     with pytest.raises(ConfigError, match="mapping"):
         parse_text("- 1\n- 2\n")

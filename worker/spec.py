@@ -1,0 +1,206 @@
+"""The SweepSpec contract and its expansion to trials. Pure pydantic: no Ray, no MLflow, no torch.
+
+A sweep asks: does each variant (the base RunConfig with some dotted-path overrides, crossed with a grid) beat each
+baseline (a method swapped into the base recipe), over these seeds? Trials = (variants × grid ∪ baselines) × seeds.
+Each trial's id is the hash of its resolved RunConfig, so a retry or a resubmission never duplicates work. Every
+trial is validated before anything runs; the error lists each bad trial and why.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rskd_core.config import METHOD_CONFIGS, RunConfig
+from rskd_core.config_io import ConfigError, format_validation_error, parse_text, set_dotted, swap_method
+
+DEFAULT_MAX_TRIALS = 500
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class SpecError(ValueError):
+    """A sweep that cannot run; ``problems`` holds one line per bad field or trial."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message + "\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Strict):
+    metric: str = Field("test/top1", description="a per-epoch metric, e.g. test/top1, test/nll, test/ece")
+    mode: Literal["max", "min"] = "max"
+
+
+class SchedulerSpec(_Strict):
+    type: Literal["none", "asha"] = "none"
+    grace_period: int = Field(1, ge=1, description="asha: epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0, le=256, description="CPUs per trial (fractions allowed)")
+    gpu: float = Field(0.0, ge=0, le=16, description="GPUs per trial (fractions share a GPU)")
+
+
+class Baseline(_Strict):
+    name: str = Field(description="a registered method, run on the base recipe with its defaults")
+    label: str | None = Field(None, pattern=NAME_PATTERN, description="name in tables (default: the method name)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted.path: value on top of the swap")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in METHOD_CONFIGS:
+            raise ValueError(f"unknown method {v!r}; known methods: {', '.join(sorted(METHOD_CONFIGS))}")
+        return v
+
+
+class SweepSpec(_Strict):
+    """An ablation: variants of a base recipe against baselines, over seeds."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="also the MLflow experiment name")
+    description: str = Field("", max_length=4000)
+    base: RunConfig
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name → {dotted.path: value}; empty = the base itself, named 'base'"
+    )
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted.path → values, crossed with variants")
+    baselines: list[Baseline] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=100)
+    objective: Objective = Objective()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: Resources = Resources()
+    max_concurrent_trials: int | None = Field(None, ge=1, le=1024)
+    max_failures: int = Field(1, ge=0, le=100, description="retries per trial (from its last checkpoint)")
+
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _baseline_shorthand(cls, v: Any) -> Any:
+        return [{"name": b} if isinstance(b, str) else b for b in v] if isinstance(v, list) else v
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        import re
+
+        bad = [name for name in v if not re.match(NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"variant names {bad} must be 1-64 letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_nonempty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, vals in v.items() if not vals]
+        if empty:
+            raise ValueError(f"grid entries {empty} have no values")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> SweepSpec:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} has duplicates")
+        labels = [b.label or b.name for b in self.baselines]
+        clash = sorted({x for x in labels if labels.count(x) > 1} | (set(labels) & set(self.variants)))
+        if clash:
+            raise ValueError(f"names {clash} are used twice (variants and baselines need distinct names; set label)")
+        return self
+
+
+class Trial(BaseModel):
+    """One training run of a sweep."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial_id: str
+    variant: str  # variant name (with grid values) or baseline label
+    role: Literal["variant", "baseline"]
+    method: str
+    seed: int
+    knobs: dict[str, Any]  # the dotted paths this trial sets, for tables
+    config: RunConfig
+
+
+def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = sorted(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _label(name: str, point: dict[str, Any]) -> str:
+    if not point:
+        return name
+    return name + "[" + ",".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in point.items()) + "]"
+
+
+def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
+    """Every trial of the sweep, validated. Raises :class:`SpecError` naming each bad trial."""
+    base = spec.base.model_dump(mode="json")
+    plans: list[tuple[str, Literal["variant", "baseline"], dict[str, Any], dict[str, Any]]] = []
+    variants = spec.variants or {"base": {}}
+    for name, overrides in variants.items():
+        for point in _grid_points(spec.grid):
+            plans.append((_label(name, point), "variant", {**overrides, **point}, {}))
+    for b in spec.baselines:
+        plans.append((b.label or b.name, "baseline", dict(b.overrides), {"method": b.name}))
+    n = len(plans) * len(spec.seeds)
+    if n > max_trials:
+        raise SpecError(
+            f"sweep {spec.name} has {n} trials, over the limit of {max_trials}",
+            [f"{len(plans)} variant/baseline configurations × {len(spec.seeds)} seeds; drop grid values or seeds"],
+        )
+    trials: list[Trial] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for label, role, overrides, swap in plans:
+        for seed in spec.seeds:
+            who = f"{label} (seed {seed})"
+            try:
+                data = swap_method(base, swap["method"]) if swap else base
+                data = set_dotted(data, "seed", seed)
+                for path, value in overrides.items():
+                    data = set_dotted(data, path, value)
+                cfg = RunConfig.model_validate(data)
+            except ConfigError as err:
+                problems.append(f"{who}: {err}")
+                continue
+            except ValidationError as err:
+                problems.append(f"{who}: " + format_validation_error(err).replace("\n", "; "))
+                continue
+            tid = cfg.config_hash()
+            if tid in seen:
+                problems.append(f"{who}: resolves to the same config as {seen[tid]}; drop one of them")
+                continue
+            seen[tid] = who
+            trials.append(
+                Trial(
+                    trial_id=tid,
+                    variant=label,
+                    role=role,
+                    method=cfg.method.name,
+                    seed=seed,
+                    knobs=overrides,
+                    config=cfg,
+                )
+            )
+    if problems:
+        raise SpecError(f"sweep {spec.name}: {len(problems)} of {n} trials are invalid", problems)
+    return trials
+
+
+def parse_spec(text: str, fmt: str = "yaml") -> SweepSpec:
+    """Parse and validate a YAML/JSON spec; field errors become a :class:`SpecError` with dotted paths."""
+    try:
+        return SweepSpec.model_validate(parse_text(text, fmt=fmt))
+    except ConfigError as err:
+        raise SpecError("invalid sweep spec", [str(err)]) from None
+    except ValidationError as err:
+        raise SpecError("invalid sweep spec", format_validation_error(err).splitlines()) from None
+    except ValueError as err:  # YAML syntax errors and the like
+        raise SpecError("invalid sweep spec", [str(err)]) from None
