@@ -1,13 +1,14 @@
 """The Ray Tune function trainable: one trial = one ``rskd_core`` run, reported to Tune and logged to MLflow.
 
-Per epoch, in this order: ``checkpoint.pt`` (+ ``best.pt``) written locally → reported to Tune as the trial's resume
-checkpoint → metrics logged to the trial's MLflow child run (``step = epoch``). A retried trial restores from
+Per epoch, in this order: ``checkpoint.pt`` (+ ``best.pt``) reported to Tune as the trial's resume checkpoint →
+metrics logged to the trial's MLflow child run (``step = epoch``). A retried trial restores from
 ``tune.get_checkpoint()`` and continues the same child run; epochs already in MLflow are not logged again and epochs a
 crash kept from MLflow are logged from the checkpoint's history, so every epoch appears exactly once.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rskd_core.config import RunConfig
-from rskd_core.engine import Callback, Checkpointer, Trainer
+from rskd_core.engine import Callback, Trainer
 from worker.spec import Trial
 from worker.tracking import epoch_metrics, logged_epochs
 
@@ -62,7 +63,8 @@ class MlflowEpochLogger(Callback):
 
 
 class TuneReporter(Callback):
-    """Reports each epoch's metrics to Tune with a resume checkpoint (``checkpoint.pt`` and ``best.pt``)."""
+    """Reports each epoch's metrics to Tune with a resume checkpoint: ``checkpoint.pt`` written straight into the
+    directory Tune persists, and ``best.pt`` (kept in the work dir, rewritten when top-1 improves) linked beside it."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -70,10 +72,13 @@ class TuneReporter(Callback):
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         from ray import tune
 
+        best = self.workdir / "best.pt"
+        if trainer.best_epoch == record["epoch"]:
+            trainer.save_weights(best)
         snap = Path(tempfile.mkdtemp(prefix="ckpt-", dir=self.workdir))
-        shutil.copy2(self.workdir / "checkpoint.pt", snap / "checkpoint.pt")
-        if (self.workdir / "best.pt").is_file():
-            shutil.copy2(self.workdir / "best.pt", snap / "best.pt")
+        trainer.save_checkpoint(snap / "checkpoint.pt")
+        if best.is_file():
+            os.link(best, snap / "best.pt")
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float)}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(snap)))
         shutil.rmtree(snap, ignore_errors=True)  # Tune has persisted its copy
@@ -99,7 +104,7 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
                 if (local / name).is_file():
                     shutil.copy2(local / name, workdir / name)
             resume_from = workdir / "checkpoint.pt"
-        callbacks = [Checkpointer(workdir), TuneReporter(workdir), MlflowEpochLogger(client, run_id)]
+        callbacks = [TuneReporter(workdir), MlflowEpochLogger(client, run_id)]
         trainer = Trainer(cfg, callbacks, data_root=ctx.data_root)
         try:
             result = trainer.fit(resume_from=resume_from)

@@ -84,16 +84,36 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def _digits_file() -> Path:
+    """scikit-learn's copy of the UCI digits (1,797 × 64 pixels + label), found without importing scikit-learn
+    (which costs a second per process, paid by every sweep trial)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("digits needs scikit-learn installed (it ships the data set)")
+    return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a fixed stratified split: round(test_fraction·n_c) samples of each class c go to the test set."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = round(test_fraction * len(idx))
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
 @DATASETS.register("digits")
 def load_digits_dataset(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
     """scikit-learn's 1,797 real 8×8 handwritten digits (values 0..16), a fixed stratified 80/20 split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32) / 16.0
-    labels = np.asarray(bunch.target, dtype=np.int64)
-    tr, te = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=SPLIT_SEED % 2**31)
+    table = np.loadtxt(_digits_file(), delimiter=",", dtype=np.float32)
+    images = table[:, :64].reshape(-1, 8, 8) / 16.0
+    labels = table[:, 64].astype(np.int64)
+    tr, te = stratified_split(labels, 0.2, SPLIT_SEED)
     x = torch.from_numpy(images).unsqueeze(1)
     x_tr, x_te = _normalize(_resize(x[tr], cfg.image_size), _resize(x[te], cfg.image_size))
     y = torch.from_numpy(labels)

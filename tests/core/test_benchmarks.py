@@ -25,3 +25,14 @@ def test_step_overhead_prints_the_documented_keys() -> None:
     }  # fmt: skip
     assert all(v > 0 for v in out["ratio_to_ce"].values())
     assert out["loader"]["device_resident_ips"] > 0 and out["loader"]["dataloader_ips"] > 0
+
+
+def test_worker_overhead_runs_a_one_trial_sweep_beside_the_direct_call() -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/worker_overhead.py", "--epochs", "2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert out["epochs"] == 2 and out["ratio"] > 0 and out["fixed_startup_s"] > 0
+    assert out["final_top1_direct"] == out["final_top1_sweep"]  # the same config trains the same way in a trial

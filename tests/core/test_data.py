@@ -27,14 +27,25 @@ from rskd_core.data.augment import augment_batch
 def test_digits_is_a_fixed_stratified_split() -> None:
     a = load_dataset(DataConfig(name="digits"), None)
     b = load_dataset(DataConfig(name="digits"), None)
-    assert a.x_train.shape == (1437, 1, 8, 8) and a.x_test.shape == (360, 1, 8, 8)
+    assert a.x_train.shape == (1438, 1, 8, 8) and a.x_test.shape == (359, 1, 8, 8)
     assert torch.equal(a.y_test, b.y_test) and torch.equal(a.x_train, b.x_train)
     counts = torch.bincount(a.y_test, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # stratified: ~36 of each digit
     assert a.x_train.mean().abs() < 1e-4 and (a.x_train.std() - 1).abs() < 1e-2
     up = load_dataset(DataConfig(name="digits", image_size=16), None)
-    assert up.x_train.shape == (1437, 1, 16, 16)
+    assert up.x_train.shape == (1438, 1, 16, 16)
     assert a.default_augment == AugmentSpec(crop_padding=1, flip=False)  # no flips: a mirrored 2 is not a 2
+    assert not set(a.y_train.tolist()) ^ set(range(10))
+
+
+def test_digits_are_scikit_learns_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    ds = load_dataset(DataConfig(name="digits"), None)
+    assert len(ds.y_train) + len(ds.y_test) == len(bunch.target) == 1797
+    counts = torch.bincount(torch.cat([ds.y_train, ds.y_test]), minlength=10)
+    assert counts.tolist() == np.bincount(bunch.target, minlength=10).tolist()
 
 
 def _write_cifar(root: Path, name: str, n_train: int = 20, n_test: int = 10) -> None:
