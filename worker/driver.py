@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
-import statistics
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from worker.spec import SweepSpec, Trial, expand
+from worker.summary import TrialOutcome, summarize
 from worker.tracking import SweepTracker
 from worker.trainable import SweepContext, train_trial
 
@@ -105,35 +103,23 @@ def _tuner(
     )
 
 
-def variant_summary(tracker: SweepTracker, trials: list[Trial], run_ids: dict[str, str]) -> dict[str, Any]:
-    """Per variant: final and best test top-1 mean, std and n over the trials that finished every epoch."""
-    groups: dict[str, dict[str, Any]] = {}
-    values: dict[str, list[float]] = defaultdict(list)
-    bests: dict[str, list[float]] = defaultdict(list)
-    excluded: dict[str, int] = defaultdict(int)
+def trial_outcomes(tracker: SweepTracker, trials: list[Trial], run_ids: dict[str, str]) -> list[TrialOutcome]:
+    outcomes = []
     for t in trials:
-        groups.setdefault(t.variant, {"variant": t.variant, "role": t.role, "method": t.method})
         run = tracker.client.get_run(run_ids[t.trial_id])
-        final = run.data.metrics.get("final/test_top1")
-        if run.info.status == "FINISHED" and final is not None:
-            values[t.variant].append(final)
-            bests[t.variant].append(run.data.metrics.get("best/test_top1", math.nan))
-        else:
-            excluded[t.variant] += 1
-    rows = []
-    for name, row in groups.items():
-        v = values[name]
-        rows.append(
-            {
-                **row,
-                "n": len(v),
-                "excluded": excluded[name],
-                "final_top1_mean": statistics.fmean(v) if v else None,
-                "final_top1_std": statistics.stdev(v) if len(v) > 1 else None,
-                "best_top1_mean": statistics.fmean(bests[name]) if bests[name] else None,
-            }
+        m = run.data.metrics
+        outcomes.append(
+            TrialOutcome(
+                variant=t.variant,
+                role=t.role,
+                method=t.method,
+                status=run.info.status,
+                final_top1=m.get("final/test_top1"),
+                best_top1=m.get("best/test_top1"),
+                stopped_early=run.data.tags.get("rskd.stopped_early") == "true",
+            )
         )
-    return {"metric": "final/test_top1", "variants": rows}
+    return outcomes
 
 
 def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False) -> SweepOutcome:
@@ -186,7 +172,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resum
         tracker.end_unfinished(run_ids.values(), "FAILED", "the trial process ended without reporting its end")
     statuses = tracker.statuses(run_ids.values())
     counts = {s: sum(1 for v in statuses.values() if v == s) for s in ("FINISHED", "FAILED", "KILLED")}
-    summary = variant_summary(tracker, trials, run_ids)
+    summary = summarize(trial_outcomes(tracker, trials, run_ids))
     summary.update({"sweep_id": sweep_id, "trials": len(trials), **{k.lower(): v for k, v in counts.items()}})
     tracker.log_summary(summary)
     status = "KILLED" if interrupted else ("FAILED" if counts["FAILED"] else "FINISHED")

@@ -1,0 +1,80 @@
+"""The FastAPI application factory. Settings, database, submitter and trial source are built here — never at
+import — and can be replaced by tests (fakes for unit tests, the real ones end to end)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI
+
+from service.db import Database
+from service.deps import Services, require_token
+from service.routes import health, sweeps
+from service.settings import Settings
+from service.submitter import RayJobSubmitter, Submitter
+from service.sync import sync_once
+from service.trials import MlflowTrials, TrialSource
+
+log = logging.getLogger(__name__)
+
+
+def job_env(settings: Settings) -> dict[str, str]:
+    """What every sweep job needs to know; the API token is never among it."""
+    env = {"MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "RSKD_STORAGE_PATH": settings.storage_path}
+    if settings.rskd_data_root:
+        env["RSKD_DATA_ROOT"] = settings.rskd_data_root
+    return env
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    submitter: Submitter | None = None,
+    trials: TrialSource | None = None,
+    sync: bool = True,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        await asyncio.to_thread(db.migrate)
+        services = Services(
+            settings=settings,
+            db=db,
+            submitter=submitter
+            or RayJobSubmitter(settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s),
+            trials=trials or MlflowTrials(settings.mlflow_tracking_uri),
+        )
+        app.state.services = services
+        task = asyncio.create_task(_sync_loop(services)) if sync else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            db.dispose()
+
+    app = FastAPI(
+        title="RSKD Sweeps",
+        version="0.1.0",
+        description="Submit RSKD ablation sweeps; follow their trials; read the comparison against baselines.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(sweeps.router, prefix="/v1", dependencies=[Depends(require_token)])
+    return app
+
+
+async def _sync_loop(services: Services) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(sync_once, services)
+        except Exception:  # a sync failure must never take the service down
+            log.exception("sync failed")
+        await asyncio.sleep(services.settings.rskd_sync_interval_s)

@@ -1,0 +1,194 @@
+"""The /v1/sweeps routes: thin — parsing and validation live in worker.spec, persistence in the repository,
+submission in the submitter, trial states in MLflow."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from service.deps import RepoDep, ServicesDep
+from service.models import SweepRow
+from service.repository import TERMINAL
+from service.schemas import Problem, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
+from service.sync import submit
+from service.trials import TrialView, report
+from worker.spec import SpecError, SweepSpec, expand, parse_spec
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _read(row: SweepRow) -> SweepRead:
+    return SweepRead.model_validate(row, from_attributes=True)
+
+
+def _problem(code: int, detail: str, problems: list[str] | None = None) -> JSONResponse:
+    return JSONResponse(Problem(detail=detail, problems=problems or []).model_dump(), status_code=code)
+
+
+def _get(repo: RepoDep, sweep_id: str) -> SweepRow:
+    row = repo.get(sweep_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no sweep {sweep_id!r}")
+    return row
+
+
+async def _trials(services: ServicesDep, sweep_id: str) -> list[TrialView]:
+    try:
+        return await asyncio.to_thread(services.trials.trials, sweep_id)
+    except Exception as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MLflow is not answering: {err}") from None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepRead,
+    openapi_extra=SPEC_BODY,
+    responses={
+        200: {"model": SweepRead, "description": "the same Idempotency-Key and spec: the existing sweep"},
+        409: {"model": Problem},
+        413: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+async def create_sweep(
+    request: Request,
+    repo: RepoDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    dry_run: Annotated[bool, Query(description="validate and count trials; store and run nothing")] = False,
+) -> Any:
+    limit = services.settings.rskd_max_body_bytes
+    body = await request.body()
+    if len(body) > limit:
+        return _problem(413, f"request body is {len(body)} bytes, over the limit of {limit} bytes")
+    ctype = request.headers.get("content-type", "application/json")
+    fmt = "yaml" if "yaml" in ctype else "json"
+    try:
+        spec = parse_spec(body.decode("utf-8", errors="replace"), fmt=fmt)
+        trials = expand(spec, services.settings.rskd_max_trials)
+    except SpecError as err:
+        return _problem(422, str(err).splitlines()[0], err.problems)
+    if dry_run:
+        return JSONResponse(ValidationReport(valid=True, name=spec.name, trials=len(trials)).model_dump())
+    spec_json = spec.model_dump_json()
+    spec_hash = hashlib.sha256(json.dumps(json.loads(spec_json), sort_keys=True).encode()).hexdigest()
+    if idempotency_key:
+        existing = repo.by_idempotency_key(idempotency_key)
+        if existing is not None:
+            if existing.spec_hash != spec_hash:
+                return _problem(409, "this Idempotency-Key was used with another spec; use a new key")
+            return JSONResponse(_read(existing).model_dump(mode="json"), status_code=200)
+    row = repo.create(
+        name=spec.name, spec_json=spec_json, spec_hash=spec_hash, trials=len(trials), idempotency_key=idempotency_key
+    )
+    try:
+        await asyncio.to_thread(submit, services, repo, row.id)
+    except Exception as err:
+        return _problem(503, f"sweep {row.id} is stored but could not be submitted to Ray: {err}; retry with resume")
+    return _read(row)
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(
+    repo: RepoDep,
+    status_filter: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> SweepList:
+    rows, total = repo.page(status=status_filter, limit=limit, offset=offset)
+    return SweepList(items=[_read(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{sweep_id}", response_model=SweepDetail, responses={404: {"model": Problem}, 503: {"model": Problem}})
+async def get_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> SweepDetail:
+    row = _get(repo, sweep_id)
+    spec = json.loads(row.spec_json)
+    objective = spec.get("objective") or {"metric": "test/top1", "mode": "max"}
+    trials = await _trials(services, sweep_id)
+    by_state: dict[str, int] = {}
+    for t in trials:
+        by_state[t.status] = by_state.get(t.status, 0) + 1
+    if len(trials) < row.trials:
+        by_state["SCHEDULED"] = by_state.get("SCHEDULED", 0) + row.trials - len(trials)
+    metric = objective["metric"]
+    best_key = "best/test_top1" if metric == "test/top1" else metric
+    values = [t.metrics.get(best_key, t.metrics.get(metric)) for t in trials]
+    present = [v for v in values if v is not None]
+    best = (max(present) if objective.get("mode", "max") == "max" else min(present)) if present else None
+    return SweepDetail(
+        **_read(row).model_dump(), trials_by_state=by_state, best_objective=best, objective=objective, spec=spec
+    )
+
+
+@router.get("/{sweep_id}/trials", response_model=list[TrialRead], responses={404: {"model": Problem}})
+async def get_trials(sweep_id: str, repo: RepoDep, services: ServicesDep) -> list[TrialRead]:
+    _get(repo, sweep_id)
+    return [
+        TrialRead(
+            trial_id=t.trial_id,
+            run_id=t.run_id,
+            variant=t.variant,
+            role=t.role,
+            method=t.method,
+            seed=t.seed,
+            status=t.status,
+            epochs_done=int(t.metrics.get("epoch", 0)),
+            knobs=t.knobs,
+            metrics=t.metrics,
+        )
+        for t in await _trials(services, sweep_id)
+    ]
+
+
+@router.post(
+    "/{sweep_id}/cancel", response_model=SweepRead, responses={404: {"model": Problem}, 409: {"model": Problem}}
+)
+async def cancel_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Any:
+    row = _get(repo, sweep_id)
+    if row.status in TERMINAL:
+        return _problem(409, f"sweep {sweep_id} is already {row.status}")
+    if row.job_id:
+        try:
+            await asyncio.to_thread(services.submitter.stop, row.job_id)
+        except Exception as err:
+            return _problem(503, f"could not stop Ray job {row.job_id}: {err}")
+    repo.update(row, status="CANCELLED", message="cancelled by request")
+    return _read(row)
+
+
+@router.post(
+    "/{sweep_id}/resume", response_model=SweepRead, responses={404: {"model": Problem}, 409: {"model": Problem}}
+)
+async def resume_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Any:
+    row = _get(repo, sweep_id)
+    if row.status not in ("FAILED", "CANCELLED"):
+        return _problem(409, f"sweep {sweep_id} is {row.status}; only FAILED or CANCELLED sweeps can be resumed")
+    try:
+        await asyncio.to_thread(submit, services, repo, row.id, resume=row.attempts > 0)
+    except Exception as err:
+        return _problem(503, f"could not submit the resume of {sweep_id} to Ray: {err}")
+    return _read(row)
+
+
+@router.get("/{sweep_id}/report", responses={404: {"model": Problem}})
+async def get_report(sweep_id: str, repo: RepoDep, services: ServicesDep) -> dict[str, Any]:
+    row = _get(repo, sweep_id)
+    spec = json.loads(row.spec_json)
+    return {"sweep_id": sweep_id, "objective": spec.get("objective"), **report(await _trials(services, sweep_id))}

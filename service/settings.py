@@ -1,0 +1,36 @@
+"""Every setting of the service, read from environment variables by one object created in the app factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment variables (case-insensitive names equal to the field names)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    rskd_home: Path = Field(Path(".rskd"), description="state of the embedded stack: databases, artifacts, logs")
+    rskd_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under RSKD_HOME")
+    ray_address: str = Field("http://127.0.0.1:8265", description="Ray dashboard / Jobs API of the cluster")
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", description="MLflow server the trials log to")
+    rskd_api_token: SecretStr | None = Field(None, description="if set, every /v1 route needs Bearer <token>")
+    rskd_data_root: str | None = Field(None, description="RSKD_DATA_ROOT handed to the jobs")
+    rskd_storage_path: str | None = Field(None, description="Tune experiment state for the jobs")
+    rskd_max_trials: int = Field(500, ge=1, description="trials per sweep")
+    rskd_max_body_bytes: int = Field(1_000_000, ge=1024, description="largest accepted request body")
+    rskd_sync_interval_s: float = Field(2.0, gt=0, description="how often job states are synced from Ray")
+    rskd_job_stop_timeout_s: int = Field(
+        60, ge=1, description="grace between SIGTERM and SIGKILL when a job is stopped (the driver marks runs KILLED)"
+    )
+
+    @property
+    def database_url(self) -> str:
+        return self.rskd_database_url or f"sqlite:///{(self.rskd_home / 'service.db').resolve()}"
+
+    @property
+    def storage_path(self) -> str:
+        return self.rskd_storage_path or str((self.rskd_home / "storage").resolve())

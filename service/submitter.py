@@ -1,0 +1,82 @@
+"""Submission of a sweep as ONE Ray Job, the same path for the embedded stack and a remote cluster.
+
+The entrypoint is ``python -m worker.sweep run --sweep-id ID --spec-b64 …``: the spec travels with the job (no shared
+filesystem between the API and Ray is assumed). A resume is a new job (submission ids cannot be reused).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Ray job states → sweep states
+JOB_TO_SWEEP = {
+    "PENDING": "SUBMITTED",
+    "RUNNING": "RUNNING",
+    "SUCCEEDED": "SUCCEEDED",
+    "FAILED": "FAILED",
+    "STOPPED": "CANCELLED",
+}
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: str  # a sweep status
+    message: str | None = None
+
+
+class Submitter(Protocol):
+    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None: ...
+
+    def state(self, job_id: str) -> JobState | None: ...
+
+    def stop(self, job_id: str) -> None: ...
+
+    def ping(self) -> None: ...
+
+
+def entrypoint(sweep_id: str, spec_json: str, resume: bool) -> str:
+    b64 = base64.b64encode(spec_json.encode()).decode()
+    return f"python -m worker.sweep {'resume' if resume else 'run'} --sweep-id {sweep_id} --spec-b64 {b64}"
+
+
+class RayJobSubmitter:
+    """Ray's Jobs API (``JobSubmissionClient``); the client is created lazily and kept."""
+
+    def __init__(self, address: str, env: dict[str, str], stop_timeout_s: int = 60) -> None:
+        self.address = address
+        self.env = env
+        self.stop_timeout_s = stop_timeout_s
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._client = JobSubmissionClient(self.address)
+        return self._client
+
+    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None:
+        # read by the job supervisor: SIGINT is Tune's clean stop, and the driver gets time to mark runs KILLED
+        env = {**self.env, "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(self.stop_timeout_s)}
+        self.client.submit_job(
+            entrypoint=entrypoint(sweep_id, spec_json, resume),
+            submission_id=job_id,
+            runtime_env={"env_vars": env},
+            metadata={"rskd_sweep_id": sweep_id},
+        )
+
+    def state(self, job_id: str) -> JobState | None:
+        try:
+            info = self.client.get_job_info(job_id)
+        except RuntimeError:  # unknown job (e.g. the cluster was restarted)
+            return None
+        return JobState(JOB_TO_SWEEP.get(str(info.status), "RUNNING"), info.message)
+
+    def stop(self, job_id: str) -> None:
+        self.client.stop_job(job_id)
+
+    def ping(self) -> None:
+        self.client.list_jobs()

@@ -1,0 +1,62 @@
+"""Keeping sweep states true: Ray job states → the database, and no MLflow run left RUNNING after its job ended.
+
+Runs in the background every ``RSKD_SYNC_INTERVAL_S`` and once at start-up, so a restarted service rebuilds every
+active sweep's state from the database, Ray and MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from service.deps import Services
+from service.repository import TERMINAL, SweepRepository
+
+log = logging.getLogger(__name__)
+
+
+def sync_once(services: Services) -> None:
+    with services.db.session() as session:
+        repo = SweepRepository(session)
+        for row in repo.active():
+            job_id = row.job_id or row.id
+            try:
+                state = services.submitter.state(job_id)
+            except Exception as err:  # Ray unreachable: keep the last known state
+                log.warning("cannot read job %s: %s", job_id, err)
+                continue
+            if state is None:
+                if row.status == "PENDING":  # stored, never submitted (the service died in between): submit now
+                    submit(services, repo, row.id)
+                else:
+                    repo.update(row, status="FAILED", message=f"Ray has no job {job_id} (was the cluster restarted?)")
+                    close_runs(services, row.id)
+                continue
+            if state.status != row.status:
+                repo.update(row, status=state.status, message=state.message if state.status in TERMINAL else None)
+            if state.status in TERMINAL:
+                close_runs(services, row.id)
+
+
+def close_runs(services: Services, sweep_id: str) -> None:
+    """After a job ended: any trial run still SCHEDULED or RUNNING is KILLED (its process is gone)."""
+    kill = getattr(services.trials, "kill_unfinished", None)
+    if kill is not None:
+        try:
+            kill(sweep_id)
+        except Exception as err:
+            log.warning("cannot close the runs of %s: %s", sweep_id, err)
+
+
+def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> None:
+    row = repo.get(sweep_id)
+    assert row is not None
+    job_id = row.id if row.attempts == 0 else f"{row.id}-r{row.attempts}"
+    try:
+        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume)
+    except Exception as err:
+        if "already exists" in str(err):  # submitted before a crash: adopt it
+            repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1)
+            return
+        repo.update(row, status="FAILED", message=f"could not submit to Ray: {err}")
+        raise
+    repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, message="")

@@ -1,0 +1,104 @@
+"""Reading a sweep's trials from MLflow (the source of truth for trial states and metrics)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from worker.summary import TrialOutcome, summarize
+
+
+@dataclass(frozen=True)
+class TrialView:
+    trial_id: str
+    run_id: str
+    variant: str
+    role: str
+    method: str
+    seed: int
+    status: str
+    knobs: dict[str, Any]
+    metrics: dict[str, float]
+
+
+class TrialSource(Protocol):
+    def trials(self, sweep_id: str) -> list[TrialView]: ...
+
+    def ping(self) -> None: ...
+
+
+class MlflowTrials:
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def trials(self, sweep_id: str) -> list[TrialView]:
+        from mlflow.entities import ViewType
+
+        exps = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+        if not exps:
+            return []
+        runs = self.client.search_runs(
+            exps,
+            filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}' and tags.`rskd.kind` = 'trial'",
+            max_results=10_000,
+        )
+        out = []
+        for r in runs:
+            tags = r.data.tags
+            out.append(
+                TrialView(
+                    trial_id=tags["rskd.trial_id"],
+                    run_id=r.info.run_id,
+                    variant=tags.get("rskd.variant", ""),
+                    role=tags.get("rskd.role", ""),
+                    method=tags.get("rskd.method", ""),
+                    seed=int(tags.get("rskd.seed", "0")),
+                    status=r.info.status,
+                    knobs=json.loads(tags.get("rskd.knobs", "{}")),
+                    metrics=dict(r.data.metrics),
+                )
+            )
+        return sorted(out, key=lambda t: (t.role != "variant", t.variant, t.seed))
+
+    def ping(self) -> None:
+        self.client.search_experiments(max_results=1)
+
+    def kill_unfinished(self, sweep_id: str) -> int:
+        """Mark every SCHEDULED or RUNNING trial run (and the parent run) of a sweep whose job has ended KILLED."""
+        from mlflow.entities import ViewType
+
+        exps = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+        if not exps:
+            return 0
+        runs = self.client.search_runs(exps, filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}'", max_results=10_000)
+        n = 0
+        for r in runs:
+            if r.info.status in ("SCHEDULED", "RUNNING"):
+                self.client.set_tag(r.info.run_id, "rskd.end_reason", "the sweep's Ray job ended")
+                self.client.set_terminated(r.info.run_id, status="KILLED")
+                n += 1
+        return n
+
+
+def report(trials: list[TrialView]) -> dict[str, Any]:
+    return summarize(
+        TrialOutcome(
+            variant=t.variant,
+            role=t.role,
+            method=t.method,
+            status=t.status,
+            final_top1=t.metrics.get("final/test_top1"),
+            best_top1=t.metrics.get("best/test_top1"),
+        )
+        for t in trials
+    )

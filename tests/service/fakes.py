@@ -1,0 +1,51 @@
+"""Fakes for unit tests of the API (end-to-end tests use the real Ray and MLflow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.submitter import JobState
+from service.trials import TrialView
+
+
+@dataclass
+class FakeSubmitter:
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    submitted: list[tuple[str, str, bool]] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    fail: bool = False
+
+    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None:
+        if self.fail:
+            raise ConnectionError("Ray is down")
+        if job_id in self.jobs:
+            raise RuntimeError(f"Job with submission_id {job_id} already exists")
+        self.jobs[job_id] = JobState("SUBMITTED")
+        self.submitted.append((job_id, sweep_id, resume))
+
+    def state(self, job_id: str) -> JobState | None:
+        return self.jobs.get(job_id)
+
+    def stop(self, job_id: str) -> None:
+        self.stopped.append(job_id)
+        self.jobs[job_id] = JobState("CANCELLED", "stopped")
+
+    def ping(self) -> None:
+        if self.fail:
+            raise ConnectionError("Ray is down")
+
+
+@dataclass
+class FakeTrials:
+    by_sweep: dict[str, list[TrialView]] = field(default_factory=dict)
+    killed: list[str] = field(default_factory=list)
+
+    def trials(self, sweep_id: str) -> list[TrialView]:
+        return self.by_sweep.get(sweep_id, [])
+
+    def ping(self) -> None:
+        return None
+
+    def kill_unfinished(self, sweep_id: str) -> int:
+        self.killed.append(sweep_id)
+        return 0

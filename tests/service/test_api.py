@@ -1,0 +1,204 @@
+"""The REST API with fakes for Ray and MLflow (dependency injection through the app factory) and a real SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from service.submitter import JobState
+from service.sync import sync_once
+from service.trials import TrialView
+from tests.service.fakes import FakeSubmitter, FakeTrials
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = (ROOT / "examples" / "sweeps" / "digits_smoke.yaml").read_text()
+
+
+@pytest.fixture
+def fakes() -> tuple[FakeSubmitter, FakeTrials]:
+    return FakeSubmitter(), FakeTrials()
+
+
+def make_client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], **env: Any) -> TestClient:
+    settings = Settings(rskd_home=tmp_path, **env)
+    app = create_app(settings, submitter=fakes[0], trials=fakes[1], sync=False)
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials]) -> Iterator[TestClient]:
+    with make_client(tmp_path, fakes) as c:
+        yield c
+
+
+def post_yaml(client: TestClient, body: str, **headers: str) -> Any:
+    return client.post("/v1/sweeps", content=body, headers={"content-type": "application/yaml", **headers})
+
+
+def test_submit_a_yaml_spec_stores_it_and_submits_one_job(client: TestClient, fakes: Any) -> None:
+    r = post_yaml(client, SMOKE)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "SUBMITTED" and body["trials"] == 4 and body["id"].startswith("sw-")
+    assert fakes[0].submitted == [(body["id"], body["id"], False)]  # one job, submission id = sweep id
+    got = client.get(f"/v1/sweeps/{body['id']}").json()
+    assert got["name"] == "digits-smoke" and got["spec"]["seeds"] == [0, 1]
+    assert got["trials_by_state"] == {"SCHEDULED": 4}
+
+
+def test_json_body_works_too(client: TestClient) -> None:
+    r = client.post("/v1/sweeps", json=yaml.safe_load(SMOKE))
+    assert r.status_code == 201, r.text
+
+
+def test_idempotency_key(client: TestClient, fakes: Any) -> None:
+    a = post_yaml(client, SMOKE, **{"Idempotency-Key": "k1"})
+    b = post_yaml(client, SMOKE, **{"Idempotency-Key": "k1"})
+    assert a.status_code == 201 and b.status_code == 200 and a.json()["id"] == b.json()["id"]
+    assert len(fakes[0].submitted) == 1
+    other = SMOKE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    c = post_yaml(client, other, **{"Idempotency-Key": "k1"})
+    assert c.status_code == 409 and "another spec" in c.json()["detail"]
+
+
+def test_bad_specs_get_422_with_field_paths_and_store_nothing(client: TestClient, fakes: Any) -> None:
+    r = post_yaml(client, SMOKE.replace("baselines: [ce]", "baselines: [ce, nope]"))
+    assert r.status_code == 422
+    assert any("unknown method 'nope'" in p for p in r.json()["problems"])
+    r = post_yaml(client, SMOKE.replace("rskd_l: {}", "rskd_l: {teacher.rule: none}"))
+    assert r.status_code == 422
+    assert any("rskd_l (seed 0)" in p and "pseudo-teacher" in p for p in r.json()["problems"])
+    r = post_yaml(client, "name: x\nbase: {optim: {lr: -1}}\n")
+    assert r.status_code == 422 and any("base.optim.lr" in p for p in r.json()["problems"])
+    r = post_yaml(client, "seed: !!python/object/apply:os.system ['true']")
+    assert r.status_code == 422 and "not valid YAML" in r.text
+    assert client.get("/v1/sweeps").json()["total"] == 0 and fakes[0].submitted == []
+
+
+def test_limits_are_named(tmp_path: Path, fakes: Any) -> None:
+    with make_client(tmp_path, fakes, rskd_max_trials=3, rskd_max_body_bytes=2048) as c:
+        r = post_yaml(c, SMOKE)
+        assert r.status_code == 422 and "over the limit of 3" in r.json()["detail"]
+        r = post_yaml(c, SMOKE + "#" * 3000)
+        assert r.status_code == 413 and "limit of 2048 bytes" in r.json()["detail"]
+
+
+def test_dry_run_validates_without_storing(client: TestClient, fakes: Any) -> None:
+    r = (
+        post_yaml(
+            client,
+            SMOKE,
+        )
+        if False
+        else client.post("/v1/sweeps?dry_run=true", content=SMOKE, headers={"content-type": "application/yaml"})
+    )
+    assert r.status_code == 200 and r.json() == {"valid": True, "name": "digits-smoke", "trials": 4}
+    assert client.get("/v1/sweeps").json()["total"] == 0 and fakes[0].submitted == []
+
+
+def test_list_paginates_and_filters(client: TestClient, fakes: Any) -> None:
+    ids = [post_yaml(client, SMOKE).json()["id"] for _ in range(5)]
+    page = client.get("/v1/sweeps?limit=2&offset=1").json()
+    assert page["total"] == 5 and len(page["items"]) == 2 and page["items"][0]["id"] == ids[3]
+    client.post(f"/v1/sweeps/{ids[0]}/cancel")
+    cancelled = client.get("/v1/sweeps?status=CANCELLED").json()
+    assert cancelled["total"] == 1 and cancelled["items"][0]["id"] == ids[0]
+    assert client.get("/v1/sweeps?status=BOGUS").status_code == 422
+
+
+def test_cancel_and_resume(client: TestClient, fakes: Any) -> None:
+    sid = post_yaml(client, SMOKE).json()["id"]
+    r = client.post(f"/v1/sweeps/{sid}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "CANCELLED" and fakes[0].stopped == [sid]
+    assert client.post(f"/v1/sweeps/{sid}/cancel").status_code == 409
+    r = client.post(f"/v1/sweeps/{sid}/resume")
+    assert r.status_code == 200 and r.json()["status"] == "SUBMITTED" and r.json()["job_id"] == f"{sid}-r1"
+    assert fakes[0].submitted[-1] == (f"{sid}-r1", sid, True)
+    assert client.post(f"/v1/sweeps/{sid}/resume").status_code == 409  # running sweeps are not resumed
+    assert client.get("/v1/sweeps/sw-nope").status_code == 404
+
+
+def test_ray_down_keeps_the_sweep_and_says_so(tmp_path: Path) -> None:
+    fakes = (FakeSubmitter(fail=True), FakeTrials())
+    with make_client(tmp_path, fakes) as c:
+        r = post_yaml(c, SMOKE)
+        assert r.status_code == 503 and "is stored but could not be submitted" in r.json()["detail"]
+        (row,) = c.get("/v1/sweeps").json()["items"]
+        assert row["status"] == "FAILED" and "Ray is down" in row["message"]
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["ray"].startswith("down") and ready.json()["database"] == "ok"
+        fakes[0].fail = False
+        assert c.post(f"/v1/sweeps/{row['id']}/resume").status_code == 200  # nothing was lost
+
+
+def _view(variant: str, role: str, seed: int, status: str, final: float | None) -> TrialView:
+    metrics = {"epoch": 3.0, "test/top1": final or 0.5}
+    if final is not None:
+        metrics.update({"final/test_top1": final, "best/test_top1": final + 0.01})
+    return TrialView(f"t{variant}{seed}", f"r{variant}{seed}", variant, role, "m", seed, status, {}, metrics)
+
+
+def test_trials_detail_and_report_from_the_trial_source(client: TestClient, fakes: Any) -> None:
+    sid = post_yaml(client, SMOKE).json()["id"]
+    fakes[1].by_sweep[sid] = [
+        _view("rskd_l", "variant", 0, "FINISHED", 0.90),
+        _view("rskd_l", "variant", 1, "FINISHED", 0.80),
+        _view("ce", "baseline", 0, "FINISHED", 0.70),
+        _view("ce", "baseline", 1, "RUNNING", None),
+    ]
+    detail = client.get(f"/v1/sweeps/{sid}").json()
+    assert detail["trials_by_state"] == {"FINISHED": 3, "RUNNING": 1}
+    assert detail["best_objective"] == pytest.approx(0.91)
+    trials = client.get(f"/v1/sweeps/{sid}/trials").json()
+    assert len(trials) == 4 and trials[0]["epochs_done"] == 3
+    rep = client.get(f"/v1/sweeps/{sid}/report").json()
+    rows = {v["variant"]: v for v in rep["variants"]}
+    assert rows["rskd_l"]["n"] == 2 and rows["rskd_l"]["final_top1_mean"] == pytest.approx(0.85)
+    assert rows["rskd_l"]["final_top1_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert rows["ce"]["n"] == 1 and rows["ce"]["excluded"] == 1 and rows["ce"]["final_top1_std"] is None
+
+
+def test_sync_follows_the_job_and_closes_runs(client: TestClient, fakes: Any) -> None:
+    sid = post_yaml(client, SMOKE).json()["id"]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    fakes[0].jobs[sid] = JobState("RUNNING")
+    sync_once(services)
+    assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "RUNNING"
+    fakes[0].jobs[sid] = JobState("SUCCEEDED", "done")
+    sync_once(services)
+    got = client.get(f"/v1/sweeps/{sid}").json()
+    assert got["status"] == "SUCCEEDED" and got["finished_at"] and fakes[1].killed == [sid]
+    del fakes[0].jobs[sid]
+    sid2 = post_yaml(client, SMOKE).json()["id"]
+    del fakes[0].jobs[sid2]  # the cluster forgot the job
+    sync_once(services)
+    assert client.get(f"/v1/sweeps/{sid2}").json()["status"] == "FAILED"
+
+
+def test_token_auth(tmp_path: Path, fakes: Any) -> None:
+    with make_client(tmp_path, fakes, rskd_api_token="s3cret") as c:
+        assert c.get("/v1/sweeps").status_code == 401
+        assert c.get("/v1/sweeps", headers={"Authorization": "Bearer nope"}).status_code == 401
+        r = c.get("/v1/sweeps", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200
+        assert c.get("/healthz").status_code == 200  # probes stay open
+        r = c.post("/v1/sweeps", content=SMOKE, headers={"content-type": "application/yaml"})
+        assert r.status_code == 401 and "s3cret" not in r.text
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    for p in ["/v1/sweeps", "/v1/sweeps/{sweep_id}", "/v1/sweeps/{sweep_id}/trials", "/v1/sweeps/{sweep_id}/cancel",
+              "/v1/sweeps/{sweep_id}/resume", "/v1/sweeps/{sweep_id}/report", "/healthz", "/readyz"]:  # fmt: skip
+        assert p in paths, p
+    assert client.get("/docs").status_code == 200
+    json.dumps(spec)
