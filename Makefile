@@ -14,8 +14,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	set -o pipefail; $(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
-	set -o pipefail; $(BIN)/python -m pip install -q -e '.[dev,worker]' 2>&1 | { grep -v "^WARNING: Location" || true; }
-	$(BIN)/python -c "import rskd_core, worker.driver, torch, torchvision, sklearn, pydantic, yaml, pytest, ray, mlflow"
+	set -o pipefail; $(BIN)/python -m pip install -q -e '.[dev,worker,service]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import rskd_core, worker.driver, service.app, torch, torchvision, sklearn, pydantic, yaml, pytest, ray, mlflow"
 	rm -f $(VENV)/.installed-* && touch $@
 
 lint: install

@@ -92,14 +92,7 @@ def test_limits_are_named(tmp_path: Path, fakes: Any) -> None:
 
 
 def test_dry_run_validates_without_storing(client: TestClient, fakes: Any) -> None:
-    r = (
-        post_yaml(
-            client,
-            SMOKE,
-        )
-        if False
-        else client.post("/v1/sweeps?dry_run=true", content=SMOKE, headers={"content-type": "application/yaml"})
-    )
+    r = client.post("/v1/sweeps?dry_run=true", content=SMOKE, headers={"content-type": "application/yaml"})
     assert r.status_code == 200 and r.json() == {"valid": True, "name": "digits-smoke", "trials": 4}
     assert client.get("/v1/sweeps").json()["total"] == 0 and fakes[0].submitted == []
 
