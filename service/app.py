@@ -46,7 +46,9 @@ def create_app(
             settings=settings,
             db=db,
             submitter=submitter
-            or RayJobSubmitter(settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s),
+            or RayJobSubmitter(
+                settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s, settings.ray_auth_mode
+            ),
             trials=trials or MlflowTrials(settings.mlflow_tracking_uri),
         )
         app.state.services = services

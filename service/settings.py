@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,11 @@ class Settings(BaseSettings):
     rskd_home: Path = Field(Path(".rskd"), description="state of the embedded stack: databases, artifacts, logs")
     rskd_database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under RSKD_HOME")
     ray_address: str = Field("http://127.0.0.1:8265", description="Ray dashboard / Jobs API of the cluster")
+    ray_auth_mode: Literal["disabled", "token"] | None = Field(
+        None,
+        description="Ray's token auth towards the cluster: 'token' when the cluster has it on (Ray turns it on when "
+        "~/.ray/auth_token exists; the token is read from there or RAY_AUTH_TOKEN); unset = Ray's own default",
+    )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", description="MLflow server the trials log to")
     rskd_api_token: SecretStr | None = Field(None, description="if set, every /v1 route needs Bearer <token>")
     rskd_data_root: str | None = Field(None, description="RSKD_DATA_ROOT handed to the jobs")

@@ -44,8 +44,11 @@ def entrypoint(sweep_id: str, spec_json: str, resume: bool) -> str:
 class RayJobSubmitter:
     """Ray's Jobs API (``JobSubmissionClient``); the client is created lazily and kept."""
 
-    def __init__(self, address: str, env: dict[str, str], stop_timeout_s: int = 60) -> None:
+    def __init__(
+        self, address: str, env: dict[str, str], stop_timeout_s: int = 60, auth_mode: str | None = None
+    ) -> None:
         self.address = address
+        self.auth_mode = auth_mode
         self.env = env
         self.stop_timeout_s = stop_timeout_s
         self._client: Any = None
@@ -53,7 +56,12 @@ class RayJobSubmitter:
     @property
     def client(self) -> Any:
         if self._client is None:
+            import os
+
             from ray.job_submission import JobSubmissionClient
+
+            if self.auth_mode:  # Ray's client reads the mode from the environment
+                os.environ["RAY_AUTH_MODE"] = self.auth_mode
 
             self._client = JobSubmissionClient(self.address)
         return self._client

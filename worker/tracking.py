@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from worker.spec import SweepSpec, Trial
 
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
-PER_EPOCH_PREFIXES = ("train/", "test/", "lr", "throughput/", "time/")
+PER_EPOCH_PREFIXES = ("epoch", "train/", "test/", "lr", "throughput/", "time/")
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -138,5 +138,5 @@ def epoch_metrics(record: dict[str, Any], timestamp_ms: int) -> list[Metric]:
     return [
         Metric(k, float(v), timestamp_ms, step)
         for k, v in record.items()
-        if k != "epoch" and k.startswith(PER_EPOCH_PREFIXES) and isinstance(v, int | float)
+        if k.startswith(PER_EPOCH_PREFIXES) and isinstance(v, int | float)
     ]

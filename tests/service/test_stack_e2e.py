@@ -1,0 +1,198 @@
+"""The service through the real parts: a Ray head started with ``ray start``, a real ``mlflow server``, the API on
+real uvicorn, sweeps submitted over HTTP as Ray Jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SMOKE = yaml.safe_load((ROOT / "examples" / "sweeps" / "digits_smoke.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not within {timeout:.0f} s")
+
+
+@dataclass
+class Stack:
+    home: Path
+    env: dict[str, str]
+    api_port: int
+    mlflow_url: str
+    ray_url: str
+    api: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start_api(self) -> None:
+        log = (self.home / "api.log").open("ab")
+        self.api = subprocess.Popen(
+            [str(BIN / "uvicorn"), "service.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.api_port)],
+            env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, 60, "the API")
+
+    def kill_api(self) -> None:
+        assert self.api is not None
+        os.killpg(self.api.pid, signal.SIGKILL)
+        self.api.wait(timeout=30)
+        self.api = None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("stack")
+    mlflow_port, dash_port, gcs_port, api_port = free_port(), free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "RSKD_"))}
+    env.update(
+        PATH=f"{BIN}:{env.get('PATH', '')}",  # the jobs' `python` is the venv's
+        RAY_DISABLE_USAGE_STATS="1",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        RSKD_HOME=str(home),
+        RAY_ADDRESS=f"http://127.0.0.1:{dash_port}",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
+        RSKD_SYNC_INTERVAL_S="1",
+        RSKD_JOB_STOP_TIMEOUT_S="60",
+    )
+    mlflow = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+         "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
+         "--port", str(mlflow_port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=(home / "mlflow.log").open("wb"), start_new_session=True,
+    )  # fmt: skip
+    ray_env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    subprocess.run(
+        [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats"],
+        env=ray_env, check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    if (Path.home() / ".ray" / "auth_token").exists():  # Ray turned token auth on for this head
+        env["RAY_AUTH_MODE"] = "token"
+    s = Stack(home, env, api_port, env["MLFLOW_TRACKING_URI"], env["RAY_ADDRESS"])
+    try:
+        wait_for(lambda: httpx.get(f"{s.mlflow_url}/health").status_code == 200, 90, "MLflow")
+        s.start_api()
+        wait_for(lambda: httpx.get(f"{s.url}/readyz").status_code == 200, 90, "readiness")
+        yield s
+    finally:
+        if s.api is not None:
+            s.kill_api()
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
+        os.killpg(mlflow.pid, signal.SIGTERM)
+        mlflow.wait(timeout=60)
+
+
+def submit(stack: Stack, spec: dict[str, Any]) -> str:
+    r = httpx.post(f"{stack.url}/v1/sweeps", json=spec, timeout=30)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def status_of(stack: Stack, sid: str) -> str:
+    return str(httpx.get(f"{stack.url}/v1/sweeps/{sid}", timeout=30).json()["status"])
+
+
+def two_trials(**changes: Any) -> dict[str, Any]:
+    spec = {**SMOKE, "name": f"e2e-{time.monotonic_ns()}", "seeds": [0], **changes}
+    return spec
+
+
+def test_readyz_names_every_dependency(stack: Stack) -> None:
+    r = httpx.get(f"{stack.url}/readyz")
+    assert r.json() == {"ready": True, "database": "ok", "ray": "ok", "mlflow": "ok"}
+
+
+def test_a_two_trial_sweep_runs_to_succeeded_over_http(stack: Stack) -> None:
+    sid = submit(stack, two_trials())
+    wait_for(lambda: status_of(stack, sid) in ("SUCCEEDED", "FAILED"), 300, "the sweep to end")
+    detail = httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()
+    assert detail["status"] == "SUCCEEDED", detail
+    assert detail["trials_by_state"] == {"FINISHED": 2} and detail["best_objective"] > 0.3
+    trials = httpx.get(f"{stack.url}/v1/sweeps/{sid}/trials").json()
+    assert {t["variant"] for t in trials} == {"rskd_l", "ce"} and all(t["epochs_done"] == 3 for t in trials)
+    report = httpx.get(f"{stack.url}/v1/sweeps/{sid}/report").json()
+    assert {v["variant"]: v["n"] for v in report["variants"]} == {"rskd_l": 1, "ce": 1}
+
+
+def test_cancel_stops_the_job_and_kills_the_runs(stack: Stack) -> None:
+    spec = two_trials(seeds=[0, 1, 2], max_concurrent_trials=1)
+    spec["base"] = {**spec["base"], "optim": {**spec["base"]["optim"], "epochs": 30}}
+    sid = submit(stack, spec)
+    client = MlflowClient(stack.mlflow_url)
+
+    def running() -> bool:
+        return httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()["trials_by_state"].get("RUNNING", 0) > 0
+
+    wait_for(running, 240, "a running trial")
+    r = httpx.post(f"{stack.url}/v1/sweeps/{sid}/cancel", timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
+
+    def all_closed() -> bool:
+        exps = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(exps, f"tags.`rskd.sweep_id` = '{sid}'")
+        return bool(runs) and all(run.info.status in ("FINISHED", "KILLED") for run in runs)
+
+    wait_for(all_closed, 120, "every run of the cancelled sweep to be closed")
+
+    def job_stopped() -> bool:  # asked with Ray's own CLI, in the stack's environment (auth mode included)
+        out = subprocess.run(
+            [str(BIN / "ray"), "job", "status", sid, "--address", stack.ray_url],
+            env=stack.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        seen.append(out.stdout[-500:] + out.stderr[-500:])
+        return "was stopped" in out.stdout + out.stderr or "STOPPED" in out.stdout + out.stderr
+
+    seen: list[str] = []
+    try:
+        wait_for(job_stopped, 90, "the Ray job to be STOPPED")
+    except TimeoutError:
+        raise AssertionError(f"ray job status said: {seen[-1:]}") from None
+    assert status_of(stack, sid) == "CANCELLED"
+
+
+def test_the_api_killed_and_restarted_mid_sweep_keeps_tracking(stack: Stack) -> None:
+    spec = two_trials(seeds=[0, 1], max_concurrent_trials=1)
+    sid = submit(stack, spec)
+    wait_for(lambda: status_of(stack, sid) == "RUNNING", 120, "the sweep to run")
+    stack.kill_api()  # SIGKILL: no shutdown hooks
+    time.sleep(2)
+    stack.start_api()
+    wait_for(lambda: status_of(stack, sid) in ("SUCCEEDED", "FAILED"), 300, "the sweep to end")
+    assert status_of(stack, sid) == "SUCCEEDED"
+    detail = httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()
+    assert detail["trials_by_state"] == {"FINISHED": 4}
+    assert len(httpx.get(f"{stack.url}/v1/sweeps/{sid}/report").json()["variants"]) == 2
