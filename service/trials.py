@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from service.schemas import TrialRead as TrialView
 from worker.summary import TrialOutcome, summarize
-
-
-@dataclass(frozen=True)
-class TrialView:
-    trial_id: str
-    run_id: str
-    variant: str
-    role: str
-    method: str
-    seed: int
-    status: str
-    knobs: dict[str, Any]
-    metrics: dict[str, float]
 
 
 class TrialSource(Protocol):
@@ -66,6 +53,7 @@ class MlflowTrials:
                     status=r.info.status,
                     knobs=json.loads(tags.get("rskd.knobs", "{}")),
                     metrics=dict(r.data.metrics),
+                    epochs_done=int(r.data.metrics.get("epoch", 0)),
                 )
             )
         return sorted(out, key=lambda t: (t.role != "variant", t.variant, t.seed))

@@ -140,21 +140,7 @@ async def get_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Swee
 @router.get("/{sweep_id}/trials", response_model=list[TrialRead], responses={404: {"model": Problem}})
 async def get_trials(sweep_id: str, repo: RepoDep, services: ServicesDep) -> list[TrialRead]:
     _get(repo, sweep_id)
-    return [
-        TrialRead(
-            trial_id=t.trial_id,
-            run_id=t.run_id,
-            variant=t.variant,
-            role=t.role,
-            method=t.method,
-            seed=t.seed,
-            status=t.status,
-            epochs_done=int(t.metrics.get("epoch", 0)),
-            knobs=t.knobs,
-            metrics=t.metrics,
-        )
-        for t in await _trials(services, sweep_id)
-    ]
+    return await _trials(services, sweep_id)
 
 
 @router.post(

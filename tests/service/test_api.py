@@ -136,7 +136,10 @@ def _view(variant: str, role: str, seed: int, status: str, final: float | None) 
     metrics = {"epoch": 3.0, "test/top1": final or 0.5}
     if final is not None:
         metrics.update({"final/test_top1": final, "best/test_top1": final + 0.01})
-    return TrialView(f"t{variant}{seed}", f"r{variant}{seed}", variant, role, "m", seed, status, {}, metrics)
+    return TrialView(
+        trial_id=f"t{variant}{seed}", run_id=f"r{variant}{seed}", variant=variant, role=role, method="m", seed=seed,
+        status=status, knobs={}, metrics=metrics, epochs_done=int(metrics["epoch"]),
+    )  # fmt: skip
 
 
 def test_trials_detail_and_report_from_the_trial_source(client: TestClient, fakes: Any) -> None:
