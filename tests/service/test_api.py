@@ -27,15 +27,15 @@ def fakes() -> tuple[FakeSubmitter, FakeTrials]:
     return FakeSubmitter(), FakeTrials()
 
 
-def make_client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], **env: Any) -> TestClient:
-    settings = Settings(rskd_home=tmp_path, **env)
+def make_client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], db: str, **env: Any) -> TestClient:
+    settings = Settings(rskd_home=tmp_path, rskd_database_url=db, **env)
     app = create_app(settings, submitter=fakes[0], trials=fakes[1], sync=False)
     return TestClient(app)
 
 
 @pytest.fixture
-def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials]) -> Iterator[TestClient]:
-    with make_client(tmp_path, fakes) as c:
+def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], database_url: str) -> Iterator[TestClient]:
+    with make_client(tmp_path, fakes, database_url) as c:
         yield c
 
 
@@ -83,8 +83,8 @@ def test_bad_specs_get_422_with_field_paths_and_store_nothing(client: TestClient
     assert client.get("/v1/sweeps").json()["total"] == 0 and fakes[0].submitted == []
 
 
-def test_limits_are_named(tmp_path: Path, fakes: Any) -> None:
-    with make_client(tmp_path, fakes, rskd_max_trials=3, rskd_max_body_bytes=2048) as c:
+def test_limits_are_named(tmp_path: Path, fakes: Any, database_url: str) -> None:
+    with make_client(tmp_path, fakes, database_url, rskd_max_trials=3, rskd_max_body_bytes=2048) as c:
         r = post_yaml(c, SMOKE)
         assert r.status_code == 422 and "over the limit of 3" in r.json()["detail"]
         r = post_yaml(c, SMOKE + "#" * 3000)
@@ -119,9 +119,9 @@ def test_cancel_and_resume(client: TestClient, fakes: Any) -> None:
     assert client.get("/v1/sweeps/sw-nope").status_code == 404
 
 
-def test_ray_down_keeps_the_sweep_and_says_so(tmp_path: Path) -> None:
+def test_ray_down_keeps_the_sweep_and_says_so(tmp_path: Path, database_url: str) -> None:
     fakes = (FakeSubmitter(fail=True), FakeTrials())
-    with make_client(tmp_path, fakes) as c:
+    with make_client(tmp_path, fakes, database_url) as c:
         r = post_yaml(c, SMOKE)
         assert r.status_code == 503 and "is stored but could not be submitted" in r.json()["detail"]
         (row,) = c.get("/v1/sweeps").json()["items"]
@@ -179,8 +179,8 @@ def test_sync_follows_the_job_and_closes_runs(client: TestClient, fakes: Any) ->
     assert client.get(f"/v1/sweeps/{sid2}").json()["status"] == "FAILED"
 
 
-def test_token_auth(tmp_path: Path, fakes: Any) -> None:
-    with make_client(tmp_path, fakes, rskd_api_token="s3cret") as c:
+def test_token_auth(tmp_path: Path, fakes: Any, database_url: str) -> None:
+    with make_client(tmp_path, fakes, database_url, rskd_api_token="s3cret") as c:
         assert c.get("/v1/sweeps").status_code == 401
         assert c.get("/v1/sweeps", headers={"Authorization": "Bearer nope"}).status_code == 401
         r = c.get("/v1/sweeps", headers={"Authorization": "Bearer s3cret"})
