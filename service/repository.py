@@ -40,6 +40,7 @@ class SweepRepository:
             idempotency_key=idempotency_key,
             trials=trials,
             attempts=0,
+            runs_closed=False,
             created_at=t,
             updated_at=t,
         )
@@ -61,6 +62,11 @@ class SweepRepository:
             count = count.where(SweepRow.status == status)
         rows = self.s.scalars(q.order_by(SweepRow.created_at.desc(), SweepRow.id).limit(limit).offset(offset)).all()
         return list(rows), int(self.s.scalar(count) or 0)
+
+    def unclosed(self) -> Sequence[SweepRow]:
+        """Ended sweeps whose MLflow runs have not been checked yet (a job can die before marking them)."""
+        q = select(SweepRow).where(SweepRow.status.in_(TERMINAL), SweepRow.runs_closed.is_(False))
+        return self.s.scalars(q).all()
 
     def active(self) -> Sequence[SweepRow]:
         return self.s.scalars(select(SweepRow).where(SweepRow.status.in_(ACTIVE))).all()

@@ -29,22 +29,33 @@ def sync_once(services: Services) -> None:
                     submit(services, repo, row.id)
                 else:
                     repo.update(row, status="FAILED", message=f"Ray has no job {job_id} (was the cluster restarted?)")
-                    close_runs(services, row.id)
                 continue
             if state.status != row.status:
                 repo.update(row, status=state.status, message=state.message if state.status in TERMINAL else None)
-            if state.status in TERMINAL:
-                close_runs(services, row.id)
+        for row in repo.unclosed():  # cancelled by request, or ended above
+            job_id = row.job_id or row.id
+            try:
+                state = services.submitter.state(job_id)
+            except Exception as err:
+                log.warning("cannot read job %s: %s", job_id, err)
+                continue
+            if state is not None and state.status not in TERMINAL:
+                continue  # the driver is still stopping: it closes its own runs first
+            if close_runs(services, row.id):
+                repo.update(row, runs_closed=True)
 
 
-def close_runs(services: Services, sweep_id: str) -> None:
-    """After a job ended: any trial run still SCHEDULED or RUNNING is KILLED (its process is gone)."""
+def close_runs(services: Services, sweep_id: str) -> bool:
+    """After a job ended: any run still SCHEDULED or RUNNING is KILLED (its process is gone). True when done."""
     kill = getattr(services.trials, "kill_unfinished", None)
-    if kill is not None:
-        try:
-            kill(sweep_id)
-        except Exception as err:
-            log.warning("cannot close the runs of %s: %s", sweep_id, err)
+    if kill is None:
+        return True
+    try:
+        kill(sweep_id)
+    except Exception as err:
+        log.warning("cannot close the runs of %s: %s", sweep_id, err)
+        return False
+    return True
 
 
 def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> None:
@@ -55,8 +66,8 @@ def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: 
         services.submitter.submit(job_id, row.id, row.spec_json, resume=resume)
     except Exception as err:
         if "already exists" in str(err):  # submitted before a crash: adopt it
-            repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1)
+            repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, runs_closed=False)
             return
         repo.update(row, status="FAILED", message=f"could not submit to Ray: {err}")
         raise
-    repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, message="")
+    repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, message="", runs_closed=False)

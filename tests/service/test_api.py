@@ -172,6 +172,18 @@ def test_sync_follows_the_job_and_closes_runs(client: TestClient, fakes: Any) ->
     sync_once(services)
     got = client.get(f"/v1/sweeps/{sid}").json()
     assert got["status"] == "SUCCEEDED" and got["finished_at"] and fakes[1].killed == [sid]
+    sync_once(services)
+    assert fakes[1].killed == [sid]  # closed once
+    # a cancelled sweep's runs are closed once its job has actually stopped
+    cid = post_yaml(client, SMOKE).json()["id"]
+    fakes[0].jobs[cid] = JobState("RUNNING")
+    client.post(f"/v1/sweeps/{cid}/cancel")
+    fakes[0].jobs[cid] = JobState("RUNNING")  # the driver is still stopping
+    sync_once(services)
+    assert cid not in fakes[1].killed
+    fakes[0].jobs[cid] = JobState("CANCELLED", "stopped")
+    sync_once(services)
+    assert fakes[1].killed == [sid, cid]
     del fakes[0].jobs[sid]
     sid2 = post_yaml(client, SMOKE).json()["id"]
     del fakes[0].jobs[sid2]  # the cluster forgot the job

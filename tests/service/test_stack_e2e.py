@@ -161,12 +161,20 @@ def test_cancel_stops_the_job_and_kills_the_runs(stack: Stack) -> None:
     r = httpx.post(f"{stack.url}/v1/sweeps/{sid}/cancel", timeout=60)
     assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
 
+    last: list[list[str]] = []
+
     def all_closed() -> bool:
         exps = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(exps, f"tags.`rskd.sweep_id` = '{sid}'")
+        last.append([run.info.status for run in runs])
         return bool(runs) and all(run.info.status in ("FINISHED", "KILLED") for run in runs)
 
-    wait_for(all_closed, 120, "every run of the cancelled sweep to be closed")
+    try:
+        wait_for(all_closed, 150, "every run of the cancelled sweep to be closed")
+    except TimeoutError:
+        raise AssertionError(
+            f"run states: {last[-1:]}; api log: {(stack.home / 'api.log').read_text()[-2000:]}"
+        ) from None
 
     def job_stopped() -> bool:  # asked with Ray's own CLI, in the stack's environment (auth mode included)
         out = subprocess.run(

@@ -1,0 +1,297 @@
+"""``rskd``: one command for everything.
+
+    rskd train … / rskd list …                 one training run (rskd_core; see ``rskd train --help``)
+    rskd serve [--detach]                        the embedded stack: Ray head, MLflow server, API
+    rskd stop                                    stop a detached stack and everything it started
+    rskd submit SPEC.yaml [--follow]             submit a sweep; --follow shows a live table until it ends
+    rskd sweeps list | show ID | cancel ID | resume ID
+    rskd report ID
+
+The client talks HTTP to ``RSKD_URL`` (default http://127.0.0.1:8000) with ``RSKD_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="RSKD sweeps: train, serve, submit, compare.")
+sweeps_app = typer.Typer(no_args_is_help=True, help="Sweeps on the service.")
+app.add_typer(sweeps_app, name="sweeps")
+console = Console()
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def home() -> Path:
+    return Path(os.environ.get("RSKD_HOME", ".rskd"))
+
+
+def api() -> httpx.Client:
+    token = os.environ.get("RSKD_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=os.environ.get("RSKD_URL", "http://127.0.0.1:8000"), headers=headers, timeout=60)
+
+
+def _check(r: httpx.Response) -> Any:
+    if r.status_code >= 400:
+        try:
+            body = r.json()
+        except ValueError:
+            body = {"detail": r.text}
+        console.print(f"[red]error {r.status_code}:[/] {body.get('detail')}")
+        for p in body.get("problems", []):
+            console.print(f"  - {p}")
+        raise typer.Exit(2 if r.status_code in (409, 413, 422) else 1)
+    return r.json()
+
+
+def _call(method: str, path: str, **kw: Any) -> Any:
+    try:
+        with api() as c:
+            return _check(c.request(method, path, **kw))
+    except httpx.ConnectError:
+        console.print(f"[red]cannot reach the service at {os.environ.get('RSKD_URL', 'http://127.0.0.1:8000')}[/]: "
+                      "start it with `rskd serve` or set RSKD_URL")  # fmt: skip
+        raise typer.Exit(1) from None
+
+
+# ---------------------------------------------------------------- one run (rskd_core's own argparse CLI)
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train one run: rskd train CONFIG.yaml [--set a.b=v] [--method M] [--out DIR] [--resume DIR]."""
+    from rskd_core.cli import main as core_main
+
+    raise typer.Exit(core_main(["train", *ctx.args]))
+
+
+@app.command("list", context_settings=PASS_THROUGH, add_help_option=False)
+def list_registered(ctx: typer.Context) -> None:
+    """List registered names: rskd list methods|models|teachers|datasets."""
+    from rskd_core.cli import main as core_main
+
+    raise typer.Exit(core_main(["list", *ctx.args]))
+
+
+# ---------------------------------------------------------------- the stack
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="API address; anything but 127.0.0.1 needs RSKD_API_TOKEN")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    mlflow_port: int = 5000,
+    ray_port: int = 6379,
+    ray_dashboard_port: int = 8265,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs the local Ray head offers")] = None,
+    detach: Annotated[bool, typer.Option(help="run in the background; `rskd stop` stops it")] = False,
+) -> None:
+    """Start whatever is not given (a Ray head, an MLflow server) and the API; stop all of it on Ctrl-C/SIGTERM."""
+    from service.local_stack import StackError, StackOptions, running_stack, wait_http
+
+    check_host_safe(host)
+    h = home()
+    if detach:
+        h.mkdir(parents=True, exist_ok=True)
+        args = [a for a in sys.argv[1:] if a != "--detach"]
+        log = (h / "serve.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], stdout=log, stderr=log,
+                                start_new_session=True)  # fmt: skip
+        (h / "serve.pid").write_text(str(proc.pid))
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", 300, "the stack")
+        except StackError as err:
+            console.print(f"[red]{err}[/]; see {h / 'serve.log'}")
+            raise typer.Exit(1) from None
+        console.print(f"stack running in the background (pid {proc.pid}); stop it with `rskd stop`")
+        print_urls(port, mlflow_port, ray_dashboard_port)
+        return
+    opts = StackOptions(home=h, host=host, port=port, mlflow_port=mlflow_port, ray_port=ray_port,
+                        ray_dashboard_port=ray_dashboard_port, num_cpus=num_cpus)  # fmt: skip
+    try:
+        with running_stack(opts) as stack:
+            os.environ.update(stack.env)
+            import uvicorn
+
+            from service.app import create_app
+            from service.settings import Settings
+
+            urls = stack.urls()
+            console.print("[bold]RSKD sweeps[/] is up:")
+            for name, url in urls.items():
+                console.print(f"  {name:7} {url}")
+            uvicorn.run(create_app(Settings()), host=host, port=port, log_level="warning")
+    except StackError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+
+
+def check_host_safe(host: str) -> None:
+    from service.local_stack import StackError, check_host
+
+    try:
+        check_host(host, os.environ.get("RSKD_API_TOKEN"))
+    except StackError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from None
+
+
+def print_urls(port: int, mlflow_port: int, ray_dashboard_port: int) -> None:
+    console.print(f"  API docs  http://127.0.0.1:{port}/docs")
+    console.print(f"  MLflow    {os.environ.get('MLFLOW_TRACKING_URI') or f'http://127.0.0.1:{mlflow_port}'}")
+    console.print(f"  Ray       {os.environ.get('RAY_ADDRESS') or f'http://127.0.0.1:{ray_dashboard_port}'}")
+
+
+@app.command()
+def stop() -> None:
+    """Stop the stack `rskd serve --detach` started, and everything it started."""
+    pid_file = home() / "serve.pid"
+    if not pid_file.is_file():
+        console.print("no detached stack is running here")
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink()
+        console.print("the stack had already stopped")
+        return
+    for _ in range(120):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    console.print("stopped")
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="YAML or JSON SweepSpec")],
+    follow: Annotated[bool, typer.Option(help="a live table of trials until the sweep ends, then the report")] = False,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="resubmitting with the same key returns the same sweep")
+    ] = None,
+) -> None:
+    """Submit a sweep."""
+    ctype = "application/json" if spec.suffix == ".json" else "application/yaml"
+    headers = {"content-type": ctype, **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
+    body = _call("POST", "/v1/sweeps", content=spec.read_bytes(), headers=headers)
+    console.print(f"sweep [bold]{body['id']}[/] {body['status']}: {body['trials']} trials")
+    if follow:
+        follow_sweep(body["id"])
+
+
+def follow_sweep(sweep_id: str, interval: float = 2.0) -> None:
+    start = time.monotonic()
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            d = _call("GET", f"/v1/sweeps/{sweep_id}")
+            live.update(progress_table(d, time.monotonic() - start))
+            if d["status"] in TERMINAL:
+                break
+            time.sleep(interval)
+    console.print(f"sweep {sweep_id} {d['status']}" + (f": {d['message']}" if d.get("message") else ""))
+    report(sweep_id)
+
+
+def progress_table(d: dict[str, Any], elapsed: float) -> Table:
+    states = d.get("trials_by_state", {})
+    done = states.get("FINISHED", 0)
+    failed = states.get("FAILED", 0) + states.get("KILLED", 0)
+    running = states.get("RUNNING", 0)
+    pending = max(d["trials"] - done - failed - running, 0)
+    eta = "–"
+    if done:
+        eta = f"{elapsed / done * (pending + running):.0f} s"
+    best = d.get("best_objective")
+    t = Table(title=f"{d['name']} ({d['id']}) — {d['status']}")
+    for col in ("pending", "running", "done", "failed", f"best {d['objective']['metric']}", "elapsed", "ETA"):
+        t.add_column(col, justify="right")
+    t.add_row(str(pending), str(running), str(done), str(failed), "–" if best is None else f"{best:.4f}",
+              f"{elapsed:.0f} s", eta)  # fmt: skip
+    return t
+
+
+@app.command()
+def report(sweep_id: str, format: Annotated[str, typer.Option(help="md or json")] = "md") -> None:
+    """Per-variant final top-1: mean ± std (n) — baselines included."""
+    rep = _call("GET", f"/v1/sweeps/{sweep_id}/report")
+    if format == "json":
+        console.print_json(json.dumps(rep))
+        return
+    t = Table(title=f"{sweep_id}: final test top-1 (mean ± std over seeds)")
+    for col in ("variant", "role", "method", "n", "final top-1", "best top-1", "excluded"):
+        t.add_column(col)
+    for v in rep["variants"]:
+        mean, std = v["final_top1_mean"], v["final_top1_std"]
+        cell = "–" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+        best = v["best_top1_mean"]
+        t.add_row(v["variant"], v["role"], v["method"], str(v["n"]), cell, "–" if best is None else f"{best:.4f}",
+                  str(v["excluded"]))  # fmt: skip
+    console.print(t)
+
+
+@sweeps_app.command("list")
+def list_sweeps(status: str | None = None, limit: int = 20) -> None:
+    """Sweeps, newest first."""
+    page = _call("GET", "/v1/sweeps", params={k: v for k, v in {"status": status, "limit": limit}.items() if v})
+    t = Table(title=f"{page['total']} sweeps")
+    for col in ("id", "name", "status", "trials", "created"):
+        t.add_column(col)
+    for s in page["items"]:
+        t.add_row(s["id"], s["name"], s["status"], str(s["trials"]), s["created_at"][:19])
+    console.print(t)
+
+
+@sweeps_app.command("show")
+def show(sweep_id: str) -> None:
+    """Status, trials by state and the best objective so far."""
+    d = _call("GET", f"/v1/sweeps/{sweep_id}")
+    console.print(progress_table(d, 0.0))
+
+
+@sweeps_app.command("cancel")
+def cancel(sweep_id: str) -> None:
+    """Stop a sweep's Ray job; its unfinished trials end KILLED."""
+    console.print(f"{sweep_id}: {_call('POST', f'/v1/sweeps/{sweep_id}/cancel')['status']}")
+
+
+@sweeps_app.command("resume")
+def resume(sweep_id: str) -> None:
+    """Continue a FAILED or CANCELLED sweep (finished trials are not re-run)."""
+    console.print(f"{sweep_id}: {_call('POST', f'/v1/sweeps/{sweep_id}/resume')['status']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args, standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
