@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck demo bench clean
+.PHONY: install test lint typecheck demo stop bench clean
 
 install: $(STAMP)
 
@@ -28,10 +28,17 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# the embedded stack (Ray head, MLflow on SQLite, the API) in the background, the digits ablation submitted over REST
+# and followed to the end, the comparison table printed; the stack stays up for browsing until `make stop`
 demo: install
-	$(BIN)/rskd train examples/runs/digits_rskd.yaml --out runs/demo/rskd
-	$(BIN)/rskd train examples/runs/digits_rskd.yaml --method ce --out runs/demo/ce
-	$(BIN)/python -m rskd_core.summary runs/demo/rskd runs/demo/ce
+	$(BIN)/rskd serve --detach
+	$(BIN)/rskd submit examples/sweeps/digits_ablation.yaml --follow
+	@echo
+	@echo "Browse: API docs http://127.0.0.1:8000/docs | MLflow http://127.0.0.1:5000 | Ray http://127.0.0.1:8265"
+	@echo "Stop everything with: make stop"
+
+stop:
+	@test -x $(BIN)/rskd && $(BIN)/rskd stop || echo "nothing to stop"
 
 bench: install
 	$(BIN)/python benchmarks/step_overhead.py

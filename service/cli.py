@@ -25,12 +25,13 @@ import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RSKD sweeps: train, serve, submit, compare.")
 sweeps_app = typer.Typer(no_args_is_help=True, help="Sweeps on the service.")
 app.add_typer(sweeps_app, name="sweeps")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
@@ -107,6 +108,10 @@ def serve(
     check_host_safe(host)
     h = home()
     if detach:
+        if running_pid(h) is not None:
+            console.print(f"a stack is already running from {h} (pid {running_pid(h)}); `rskd stop` stops it")
+            print_urls(port, mlflow_port, ray_dashboard_port)
+            return
         h.mkdir(parents=True, exist_ok=True)
         args = [a for a in sys.argv[1:] if a != "--detach"]
         log = (h / "serve.log").open("ab")
@@ -135,10 +140,17 @@ def serve(
             console.print("[bold]RSKD sweeps[/] is up:")
             for name, url in urls.items():
                 console.print(f"  {name:7} {url}")
+            # uvicorn re-raises the SIGTERM/SIGINT it caught once it has shut down: make that an exception, so the
+            # stack's clean-up runs instead of the default action killing this process on the spot
+            signal.signal(signal.SIGTERM, _exit_on_signal)
             uvicorn.run(create_app(Settings()), host=host, port=port, log_level="warning")
     except StackError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from None
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def check_host_safe(host: str) -> None:
@@ -155,6 +167,18 @@ def print_urls(port: int, mlflow_port: int, ray_dashboard_port: int) -> None:
     console.print(f"  API docs  http://127.0.0.1:{port}/docs")
     console.print(f"  MLflow    {os.environ.get('MLFLOW_TRACKING_URI') or f'http://127.0.0.1:{mlflow_port}'}")
     console.print(f"  Ray       {os.environ.get('RAY_ADDRESS') or f'http://127.0.0.1:{ray_dashboard_port}'}")
+
+
+def running_pid(h: Path) -> int | None:
+    pid_file = h / "serve.pid"
+    if not pid_file.is_file():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 @app.command()
@@ -243,13 +267,12 @@ def report(sweep_id: str, format: Annotated[str, typer.Option(help="md or json")
         return
     t = Table(title=f"{sweep_id}: final test top-1 (mean ± std over seeds)")
     for col in ("variant", "role", "method", "n", "final top-1", "best top-1", "excluded"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col != "variant", overflow="fold")
     for v in rep["variants"]:
         mean, std = v["final_top1_mean"], v["final_top1_std"]
         cell = "–" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
-        best = v["best_top1_mean"]
-        t.add_row(v["variant"], v["role"], v["method"], str(v["n"]), cell, "–" if best is None else f"{best:.4f}",
-                  str(v["excluded"]))  # fmt: skip
+        best = "–" if v["best_top1_mean"] is None else f"{v['best_top1_mean']:.4f}"
+        t.add_row(escape(v["variant"]), v["role"], v["method"], str(v["n"]), cell, best, str(v["excluded"]))
     console.print(t)
 
 
@@ -261,7 +284,7 @@ def list_sweeps(status: str | None = None, limit: int = 20) -> None:
     for col in ("id", "name", "status", "trials", "created"):
         t.add_column(col)
     for s in page["items"]:
-        t.add_row(s["id"], s["name"], s["status"], str(s["trials"]), s["created_at"][:19])
+        t.add_row(s["id"], escape(s["name"]), s["status"], str(s["trials"]), s["created_at"][:19])
     console.print(t)
 
 

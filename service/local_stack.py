@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -126,9 +127,13 @@ def check_host(host: str, token: str | None) -> None:
 
 
 def _refuse_busy(url: str, what: str, flag: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         urllib.request.urlopen(url, timeout=1)
-        raise StackError(f"{what} port is taken ({url}); stop that stack (rskd stop) or choose another {flag}")
+    except urllib.error.HTTPError:
+        pass  # something answers there
+    except OSError:
+        return
+    raise StackError(f"{what} port is taken ({url}); stop that stack (rskd stop) or choose another {flag}")
 
 
 def wait_http(url: str, timeout: float, what: str, alive: Callable[[], None] | None = None) -> None:
@@ -140,6 +145,9 @@ def wait_http(url: str, timeout: float, what: str, alive: Callable[[], None] | N
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status < 500:
                     return
+        except urllib.error.HTTPError as err:  # it answers (401 from a token-protected dashboard counts)
+            if err.code < 500:
+                return
         except OSError:
             pass
         time.sleep(0.5)

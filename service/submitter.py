@@ -7,6 +7,7 @@ filesystem between the API and Ray is assumed). A resume is a new job (submissio
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ class RayJobSubmitter:
     ) -> None:
         self.address = address
         self.auth_mode = auth_mode
+        self.agent_wait_s = 60.0
         self.env = env
         self.stop_timeout_s = stop_timeout_s
         self._client: Any = None
@@ -69,12 +71,21 @@ class RayJobSubmitter:
     def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None:
         # read by the job supervisor: SIGINT is Tune's clean stop, and the driver gets time to mark runs KILLED
         env = {**self.env, "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(self.stop_timeout_s)}
-        self.client.submit_job(
-            entrypoint=entrypoint(sweep_id, spec_json, resume),
-            submission_id=job_id,
-            runtime_env={"env_vars": env},
-            metadata={"rskd_sweep_id": sweep_id},
-        )
+        deadline = time.monotonic() + self.agent_wait_s
+        while True:
+            try:
+                self.client.submit_job(
+                    entrypoint=entrypoint(sweep_id, spec_json, resume),
+                    submission_id=job_id,
+                    runtime_env={"env_vars": env},
+                    metadata={"rskd_sweep_id": sweep_id},
+                )
+                return
+            except RuntimeError as err:
+                # a head that has just started answers before its job agent is up
+                if "No available agent" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def state(self, job_id: str) -> JobState | None:
         try:
