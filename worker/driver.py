@@ -140,7 +140,9 @@ def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resum
     )
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else None, log_to_driver=True)
+        # inside a Ray Job, RAY_ADDRESS names the cluster; otherwise always a fresh local Ray ("local"), never a
+        # stale cluster some earlier process left registered in /tmp/ray
+        ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else "local", log_to_driver=True)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         # after ray.init, whose core installs a SIGTERM handler that aborts the process: `ray job stop` sends SIGTERM,
