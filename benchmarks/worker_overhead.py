@@ -58,7 +58,9 @@ def main() -> None:
         direct_train_s = sum(r["time/epoch_s"] for r in direct.history)
 
         spec = SweepSpec.model_validate({"name": "overhead", "base": cfg_dict, "resources": {"cpu": 1}})
-        settings = DriverSettings(tracking_uri=f"sqlite:///{tmp}/mlflow.db", storage_path=f"{tmp}/storage")
+        settings = DriverSettings(
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db", storage_path=f"{tmp}/storage", artifact_root=f"file://{tmp}/art"
+        )
         t0 = time.perf_counter()
         outcome = run_sweep(spec, "overhead-1", settings)
         sweep_s = time.perf_counter() - t0

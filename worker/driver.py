@@ -33,6 +33,7 @@ class DriverSettings:
     data_root: str | None = None
     code_version: str = "unknown"
     max_trials: int = 500
+    artifact_root: str | None = None  # for a tracking URI without a server (sqlite:///…): a file:// folder
 
 
 @dataclass
@@ -128,7 +129,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resum
 
     trials = expand(spec, settings.max_trials)  # refuses a bad spec before anything starts
     save_spec(settings, sweep_id, spec)
-    tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version)
+    tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version, settings.artifact_root)
     run_ids = tracker.child_runs(trials)
     tracker.client.set_tag(tracker.parent_run_id, "rskd.trials", str(len(trials)))
     ctx = SweepContext(

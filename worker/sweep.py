@@ -48,8 +48,10 @@ def default_home() -> Path:
 def settings_from_env() -> DriverSettings:
     home = default_home()
     home.mkdir(parents=True, exist_ok=True)
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     return DriverSettings(
-        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        tracking_uri=tracking_uri,
+        artifact_root=None if tracking_uri.startswith(("http://", "https://")) else (home / "artifacts").as_uri(),
         storage_path=os.environ.get("RSKD_STORAGE_PATH") or str(home / "storage"),
         data_root=os.environ.get("RSKD_DATA_ROOT"),
         code_version=code_version(),

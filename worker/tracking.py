@@ -53,14 +53,24 @@ def trial_tags(sweep_id: str, trial: Trial, parent_run_id: str, code_version: st
 class SweepTracker:
     """Driver side: the experiment, the parent run and one child run per trial (created up front, SCHEDULED)."""
 
-    def __init__(self, tracking_uri: str, sweep_id: str, spec: SweepSpec, code_version: str) -> None:
+    def __init__(
+        self, tracking_uri: str, sweep_id: str, spec: SweepSpec, code_version: str, artifact_root: str | None = None
+    ) -> None:
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
         self.sweep_id = sweep_id
         self.spec = spec
         self.code_version = code_version
         exp = self.client.get_experiment_by_name(spec.name)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(spec.name)
+        # artifact_root: where a database-backed store without a server keeps artifacts (else MLflow uses ./mlruns
+        # of whatever directory the driver runs in); a tracking server decides for itself
+        self.experiment_id = (
+            exp.experiment_id
+            if exp
+            else self.client.create_experiment(
+                spec.name, artifact_location=f"{artifact_root}/{spec.name}" if artifact_root else None
+            )
+        )
         self.parent_run_id = self._parent()
 
     def _find(self, filter_string: str) -> list[Any]:

@@ -92,6 +92,8 @@ def test_smoke_sweep_runs_every_trial_into_mlflow(tmp_path: Path) -> None:
         assert 0 <= child.data.metrics["final/test_top1"] <= 1
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")}
         assert artifacts == {"checkpoints/best.pt", "checkpoints/final.pt"}
+    assert list((tmp_path / "artifacts").rglob("best.pt"))  # artifacts under RSKD_HOME, not ./mlruns
+    assert not (ROOT / "mlruns").exists()
     summary = client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path))
     import json
 
