@@ -16,6 +16,7 @@ from service.routes import health, sweeps
 from service.settings import Settings
 from service.submitter import RayJobSubmitter, Submitter
 from service.sync import sync_once
+from service.trial_cache import TrialCache
 from service.trials import MlflowTrials, TrialSource
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url)
         await asyncio.to_thread(db.migrate)
+        source = trials or MlflowTrials(settings.mlflow_tracking_uri)
         services = Services(
             settings=settings,
             db=db,
@@ -49,7 +51,8 @@ def create_app(
             or RayJobSubmitter(
                 settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s, settings.ray_auth_mode
             ),
-            trials=trials or MlflowTrials(settings.mlflow_tracking_uri),
+            trials=source,
+            trial_cache=TrialCache(source, settings.rskd_trials_ttl_s),
         )
         app.state.services = services
         task = asyncio.create_task(_sync_loop(services)) if sync else None

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy.orm import Session
 
 from service.db import Database
 from service.repository import SweepRepository
 from service.settings import Settings
 from service.submitter import Submitter
+from service.trial_cache import TrialCache
 from service.trials import TrialSource
 
 
@@ -23,6 +24,7 @@ class Services:
     db: Database
     submitter: Submitter
     trials: TrialSource
+    trial_cache: TrialCache
 
 
 def get_services(request: Request) -> Services:
@@ -33,19 +35,20 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
+T = TypeVar("T")
+
+
+def run_in_db(services: Services, fn: Callable[[SweepRepository], T]) -> T:
+    """One short unit of work on its own session, closed before returning."""
     with services.db.session() as s:
-        yield s
+        return fn(SweepRepository(s))
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def get_repository(session: SessionDep) -> SweepRepository:
-    return SweepRepository(session)
-
-
-RepoDep = Annotated[SweepRepository, Depends(get_repository)]
+async def in_db(services: Services, fn: Callable[[SweepRepository], T]) -> T:
+    """``run_in_db`` in a worker thread. Routes never hold a connection across an ``await``: a session dependency
+    held while waiting for MLflow let 50 concurrent requests exhaust the connection pool, and the threads waiting for
+    a connection starved the teardowns that would have returned one (a deadlock until the pool timed out)."""
+    return await asyncio.to_thread(run_in_db, services, fn)
 
 
 def require_token(request: Request, services: ServicesDep) -> None:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     rskd_max_trials: int = Field(500, ge=1, description="trials per sweep")
     rskd_max_body_bytes: int = Field(1_000_000, ge=1024, description="largest accepted request body")
     rskd_sync_interval_s: float = Field(2.0, gt=0, description="how often job states are synced from Ray")
+    rskd_trials_ttl_s: float = Field(
+        1.0, ge=0, description="how long an active sweep's trials read from MLflow are reused (0 = every request reads)"
+    )
     rskd_job_stop_timeout_s: int = Field(
         60, ge=1, description="grace between SIGTERM and SIGKILL when a job is stopped (the driver marks runs KILLED)"
     )

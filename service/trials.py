@@ -10,7 +10,7 @@ from worker.summary import TrialOutcome, summarize
 
 
 class TrialSource(Protocol):
-    def trials(self, sweep_id: str) -> list[TrialView]: ...
+    def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]: ...
 
     def ping(self) -> None: ...
 
@@ -28,10 +28,17 @@ class MlflowTrials:
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
-    def trials(self, sweep_id: str) -> list[TrialView]:
+    def _experiments(self, name: str | None) -> list[str]:
+        """The sweep's experiment when its name is known (one per sweep name), else every experiment."""
         from mlflow.entities import ViewType
 
-        exps = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+        if name is not None:
+            exp = self.client.get_experiment_by_name(name)
+            return [] if exp is None else [exp.experiment_id]
+        return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+
+    def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]:
+        exps = self._experiments(experiment)
         if not exps:
             return []
         runs = self.client.search_runs(
@@ -63,9 +70,7 @@ class MlflowTrials:
 
     def kill_unfinished(self, sweep_id: str) -> int:
         """Mark every SCHEDULED or RUNNING trial run (and the parent run) of a sweep whose job has ended KILLED."""
-        from mlflow.entities import ViewType
-
-        exps = [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
+        exps = self._experiments(None)
         if not exps:
             return 0
         runs = self.client.search_runs(exps, filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}'", max_results=10_000)

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from service.deps import RepoDep, ServicesDep
+from service.deps import Services, ServicesDep, in_db, run_in_db
 from service.models import SweepRow
-from service.repository import TERMINAL
+from service.repository import TERMINAL, SweepRepository
 from service.schemas import Problem, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.sync import submit
 from service.trials import TrialView, report
@@ -40,16 +40,20 @@ def _problem(code: int, detail: str, problems: list[str] | None = None) -> JSONR
     return JSONResponse(Problem(detail=detail, problems=problems or []).model_dump(), status_code=code)
 
 
-def _get(repo: RepoDep, sweep_id: str) -> SweepRow:
+def _get(repo: SweepRepository, sweep_id: str) -> SweepRow:
     row = repo.get(sweep_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no sweep {sweep_id!r}")
     return row
 
 
-async def _trials(services: ServicesDep, sweep_id: str) -> list[TrialView]:
+async def _row(services: ServicesDep, sweep_id: str) -> SweepRow:
+    return await in_db(services, lambda repo: _get(repo, sweep_id))
+
+
+async def _trials(services: ServicesDep, row: SweepRow) -> list[TrialView]:
     try:
-        return await asyncio.to_thread(services.trials.trials, sweep_id)
+        return await services.trial_cache.trials(row)
     except Exception as err:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MLflow is not answering: {err}") from None
 
@@ -69,7 +73,6 @@ async def _trials(services: ServicesDep, sweep_id: str) -> list[TrialView]:
 )
 async def create_sweep(
     request: Request,
-    repo: RepoDep,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     dry_run: Annotated[bool, Query(description="validate and count trials; store and run nothing")] = False,
@@ -89,39 +92,54 @@ async def create_sweep(
         return JSONResponse(ValidationReport(valid=True, name=spec.name, trials=len(trials)).model_dump())
     spec_json = spec.model_dump_json()
     spec_hash = hashlib.sha256(json.dumps(json.loads(spec_json), sort_keys=True).encode()).hexdigest()
-    if idempotency_key:
-        existing = repo.by_idempotency_key(idempotency_key)
+
+    def store(repo: SweepRepository) -> tuple[SweepRow, bool]:
+        existing = repo.by_idempotency_key(idempotency_key) if idempotency_key else None
         if existing is not None:
-            if existing.spec_hash != spec_hash:
-                return _problem(409, "this Idempotency-Key was used with another spec; use a new key")
-            return JSONResponse(_read(existing).model_dump(mode="json"), status_code=200)
-    row = repo.create(
-        name=spec.name, spec_json=spec_json, spec_hash=spec_hash, trials=len(trials), idempotency_key=idempotency_key
-    )
+            return existing, False
+        row = repo.create(
+            name=spec.name,
+            spec_json=spec_json,
+            spec_hash=spec_hash,
+            trials=len(trials),
+            idempotency_key=idempotency_key,
+        )
+        return row, True
+
+    row, created = await in_db(services, store)
+    if not created:
+        if row.spec_hash != spec_hash:
+            return _problem(409, "this Idempotency-Key was used with another spec; use a new key")
+        return JSONResponse(_read(row).model_dump(mode="json"), status_code=200)
     try:
-        await asyncio.to_thread(submit, services, repo, row.id)
+        row = await in_db(services, lambda repo: _submit(services, repo, row.id))
     except Exception as err:
         return _problem(503, f"sweep {row.id} is stored but could not be submitted to Ray: {err}; retry with resume")
     return _read(row)
 
 
+def _submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> SweepRow:
+    submit(services, repo, sweep_id, resume=resume)
+    return _get(repo, sweep_id)
+
+
 @router.get("", response_model=SweepList)
 def list_sweeps(
-    repo: RepoDep,
+    services: ServicesDep,
     status_filter: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(STATUSES) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> SweepList:
-    rows, total = repo.page(status=status_filter, limit=limit, offset=offset)
+    rows, total = run_in_db(services, lambda repo: repo.page(status=status_filter, limit=limit, offset=offset))
     return SweepList(items=[_read(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses={404: {"model": Problem}, 503: {"model": Problem}})
-async def get_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> SweepDetail:
-    row = _get(repo, sweep_id)
+async def get_sweep(sweep_id: str, services: ServicesDep) -> SweepDetail:
+    row = await _row(services, sweep_id)
     spec = json.loads(row.spec_json)
     objective = spec.get("objective") or {"metric": "test/top1", "mode": "max"}
-    trials = await _trials(services, sweep_id)
+    trials = await _trials(services, row)
     by_state: dict[str, int] = {}
     for t in trials:
         by_state[t.status] = by_state.get(t.status, 0) + 1
@@ -138,16 +156,15 @@ async def get_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Swee
 
 
 @router.get("/{sweep_id}/trials", response_model=list[TrialRead], responses={404: {"model": Problem}})
-async def get_trials(sweep_id: str, repo: RepoDep, services: ServicesDep) -> list[TrialRead]:
-    _get(repo, sweep_id)
-    return await _trials(services, sweep_id)
+async def get_trials(sweep_id: str, services: ServicesDep) -> list[TrialRead]:
+    return await _trials(services, await _row(services, sweep_id))
 
 
 @router.post(
     "/{sweep_id}/cancel", response_model=SweepRead, responses={404: {"model": Problem}, 409: {"model": Problem}}
 )
-async def cancel_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Any:
-    row = _get(repo, sweep_id)
+async def cancel_sweep(sweep_id: str, services: ServicesDep) -> Any:
+    row = await _row(services, sweep_id)
     if row.status in TERMINAL:
         return _problem(409, f"sweep {sweep_id} is already {row.status}")
     if row.job_id:
@@ -155,26 +172,31 @@ async def cancel_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> A
             await asyncio.to_thread(services.submitter.stop, row.job_id)
         except Exception as err:
             return _problem(503, f"could not stop Ray job {row.job_id}: {err}")
-    repo.update(row, status="CANCELLED", message="cancelled by request")
-    return _read(row)
+
+    def mark(repo: SweepRepository) -> SweepRow:
+        current = _get(repo, sweep_id)
+        repo.update(current, status="CANCELLED", message="cancelled by request")
+        return current
+
+    return _read(await in_db(services, mark))
 
 
 @router.post(
     "/{sweep_id}/resume", response_model=SweepRead, responses={404: {"model": Problem}, 409: {"model": Problem}}
 )
-async def resume_sweep(sweep_id: str, repo: RepoDep, services: ServicesDep) -> Any:
-    row = _get(repo, sweep_id)
+async def resume_sweep(sweep_id: str, services: ServicesDep) -> Any:
+    row = await _row(services, sweep_id)
     if row.status not in ("FAILED", "CANCELLED"):
         return _problem(409, f"sweep {sweep_id} is {row.status}; only FAILED or CANCELLED sweeps can be resumed")
     try:
-        await asyncio.to_thread(submit, services, repo, row.id, resume=row.attempts > 0)
+        row = await in_db(services, lambda repo: _submit(services, repo, sweep_id, resume=row.attempts > 0))
     except Exception as err:
         return _problem(503, f"could not submit the resume of {sweep_id} to Ray: {err}")
     return _read(row)
 
 
 @router.get("/{sweep_id}/report", responses={404: {"model": Problem}})
-async def get_report(sweep_id: str, repo: RepoDep, services: ServicesDep) -> dict[str, Any]:
-    row = _get(repo, sweep_id)
+async def get_report(sweep_id: str, services: ServicesDep) -> dict[str, Any]:
+    row = await _row(services, sweep_id)
     spec = json.loads(row.spec_json)
-    return {"sweep_id": sweep_id, "objective": spec.get("objective"), **report(await _trials(services, sweep_id))}
+    return {"sweep_id": sweep_id, "objective": spec.get("objective"), **report(await _trials(services, row))}

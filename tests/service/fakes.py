@@ -40,7 +40,7 @@ class FakeTrials:
     by_sweep: dict[str, list[TrialView]] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
 
-    def trials(self, sweep_id: str) -> list[TrialView]:
+    def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]:
         return self.by_sweep.get(sweep_id, [])
 
     def ping(self) -> None:
