@@ -2,8 +2,9 @@
 
     python benchmarks/api_load.py [--clients 50] [--seconds 10] [--sweeps 1000]
 
-Routes: ``GET /v1/sweeps`` (a page of 50), ``GET /v1/sweeps/{id}`` (random stored sweeps among ``--tracked`` ones that have 4 trial runs
-each in one MLflow SQLite experiment of 400 runs) and ``POST /v1/sweeps?dry_run=true`` (the digits ablation spec: parse, expand 36 trials, validate). Each
+Routes: ``GET /v1/sweeps`` (a page of 50); ``GET /v1/sweeps/{id}`` (random stored sweeps among the ``--tracked``
+ones that have 4 trial runs each, in one MLflow SQLite experiment of 400 runs); ``POST /v1/sweeps?dry_run=true`` (the
+digits ablation spec: parse, expand 36 trials, validate). After a 1 s warm-up per route (not measured), each
 route is loaded for a bounded time by ``--clients`` concurrent clients, twice: paced (the clients together offer
 ``--rate`` requests/s on fixed schedules; latency from the scheduled send time) and saturated (each client resends as
 soon as it has its answer: the server's throughput; by Little's law its latency is clients / throughput). Prints JSON
