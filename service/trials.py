@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from dashboards.collect import experiment_ids, trial_runs
 from service.schemas import TrialRead as TrialView
 from worker.summary import TrialOutcome, summarize
 
@@ -28,24 +29,8 @@ class MlflowTrials:
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
-    def _experiments(self, name: str | None) -> list[str]:
-        """The sweep's experiment when its name is known (one per sweep name), else every experiment."""
-        from mlflow.entities import ViewType
-
-        if name is not None:
-            exp = self.client.get_experiment_by_name(name)
-            return [] if exp is None else [exp.experiment_id]
-        return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ALL)]
-
     def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]:
-        exps = self._experiments(experiment)
-        if not exps:
-            return []
-        runs = self.client.search_runs(
-            exps,
-            filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}' and tags.`rskd.kind` = 'trial'",
-            max_results=10_000,
-        )
+        runs = trial_runs(self.client, sweep_id, experiment)
         out = []
         for r in runs:
             tags = r.data.tags
@@ -70,7 +55,7 @@ class MlflowTrials:
 
     def kill_unfinished(self, sweep_id: str) -> int:
         """Mark every SCHEDULED or RUNNING trial run (and the parent run) of a sweep whose job has ended KILLED."""
-        exps = self._experiments(None)
+        exps = experiment_ids(self.client, None)
         if not exps:
             return 0
         runs = self.client.search_runs(exps, filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}'", max_results=10_000)

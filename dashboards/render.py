@@ -1,0 +1,171 @@
+"""Ablation tables from a report (``dashboards.report.build_report``): Markdown, LaTeX (booktabs) and CSV.
+
+Rows are variants then baselines; columns the metrics as mean ± std over the counted seeds (accuracies and ECE in %,
+NLL in nats), the best mean of each column in bold, then Δ of the objective against the chosen baseline with its 95%
+CI and Holm-corrected p. ``†`` marks fewer than 3 seeds. The CSV keeps raw fractions, one column per number.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from dashboards.report import TABLE_METRICS
+
+HEADERS = {"final_top1": "Top-1", "best_top1": "Best top-1", "final_top5": "Top-5", "final_nll": "NLL",
+           "final_ece": "ECE"}  # fmt: skip
+ORDER = ["final_top1", "best_top1", "final_top5", "final_nll", "final_ece"]
+LOWER_IS_BETTER = {"final_nll", "final_ece"}
+PERCENT = {"final_top1", "best_top1", "final_top5", "final_ece"}
+
+
+def chosen_baseline(report: dict[str, Any], baseline: str | None) -> str | None:
+    if baseline is not None and baseline not in report["baselines"]:
+        raise ValueError(f"no baseline {baseline!r} in this sweep; choose one of {report['baselines']}")
+    return baseline or (report["baselines"][0] if report["baselines"] else None)
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT else 1.0
+
+
+def _shown(metric: str, x: float) -> str:
+    return f"{x * _scale(metric):.{3 if metric == 'final_nll' else 2}f}"
+
+
+def _fmt(metric: str, mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "–"
+    return _shown(metric, mean) + ("" if std is None else f" ± {_shown(metric, std)}")
+
+
+def _best(report: dict[str, Any], metric: str) -> float | None:
+    means = [v["metrics"][metric]["mean"] for v in report["variants"] if v["metrics"][metric]["mean"] is not None]
+    if not means:
+        return None
+    return min(means) if metric in LOWER_IS_BETTER else max(means)
+
+
+def _delta(report: dict[str, Any], variant: str, baseline: str | None) -> tuple[str, str]:
+    metric = report["objective"]["column"]
+    for c in report["comparisons"]:
+        if c["variant"] == variant and c["baseline"] == baseline and c["delta"] is not None:
+            s = _scale(metric)
+            d = f"{c['delta'] * s:+.2f}"
+            if c["ci95"] is not None:
+                d += f" [{c['ci95'][0] * s:+.2f}, {c['ci95'][1] * s:+.2f}]"
+            return d, "–" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+    return ("ref", "") if variant == baseline else ("–", "–")
+
+
+def _rows(report: dict[str, Any], baseline: str | None, bold: Callable[[str], str]) -> list[list[str]]:
+    best = {m: _best(report, m) for m in ORDER}
+    rows = []
+    for v in report["variants"]:
+        cells = [v["variant"], f"{v['n']}" + ("†" if v["low_n"] else "")]
+        for m in ORDER:
+            stat = v["metrics"][m]
+            text = _fmt(m, stat["mean"], stat["std"])
+            b = best[m]
+            top = b is not None and stat["mean"] is not None and _shown(m, stat["mean"]) == _shown(m, b)
+            cells.append(bold(text) if top else text)  # ties as shown are all bold
+        cells += list(_delta(report, v["variant"], baseline))
+        rows.append(cells)
+    return rows
+
+
+def _header(report: dict[str, Any], baseline: str | None) -> list[str]:
+    col = report["objective"]["column"]
+    return ["Variant", "n", *(HEADERS[m] for m in ORDER), f"Δ {HEADERS[col]} vs {baseline or '–'} [95% CI]", "p (Holm)"]
+
+
+def _note(report: dict[str, Any]) -> str:
+    o = report["objective"]
+    return (
+        f"Mean ± std over seeds of the final epoch; accuracies and ECE in %. Objective {o['metric']} ({o['mode']}); "
+        f"{report['excluded']} of {report['trials']} trials excluded (failed, killed, unfinished or stopped early); "
+        "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
+        "p Holm-corrected over the sweep's comparisons."
+    )
+
+
+def markdown(report: dict[str, Any], baseline: str | None = None) -> str:
+    baseline = chosen_baseline(report, baseline)
+
+    def esc(s: str) -> str:
+        return "".join("\\" + ch if ch in "\\|*_`[]<>" else ch for ch in s)
+
+    header = _header(report, baseline)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for cells in _rows(report, baseline, lambda t: f"**{t}**"):
+        lines.append("| " + " | ".join([esc(cells[0]), *cells[1:]]) + " |")
+    return "\n".join(lines) + "\n\n" + _note(report) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+                 "†": r"$^\dagger$", "–": "--"}  # fmt: skip
+
+
+def latex_escape(s: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in s)
+
+
+def latex(report: dict[str, Any], baseline: str | None = None) -> str:
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``)."""
+    baseline = chosen_baseline(report, baseline)
+    header = _header(report, baseline)
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    n_variants = sum(1 for v in report["variants"] if v["role"] == "variant")
+    for i, cells in enumerate(_rows(report, baseline, lambda t: "\x00" + t + "\x01")):
+        if i == n_variants and 0 < i < len(report["variants"]):
+            out.append(r"\midrule")
+        escaped = [latex_escape(c).replace("\x00", r"\textbf{").replace("\x01", "}") for c in cells]
+        out.append(" & ".join(escaped) + r" \\")
+    out += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{" + latex_escape(_note(report)) + "}",
+        r"\end{table}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def csv(report: dict[str, Any], baseline: str | None = None) -> str:
+    baseline = chosen_baseline(report, baseline)
+    by_variant = {c["variant"]: c for c in report["comparisons"] if c["baseline"] == baseline}
+    rows = []
+    for v in report["variants"]:
+        row: dict[str, Any] = {"variant": v["variant"], "role": v["role"], "method": v["method"], "n": v["n"],
+                               "excluded": v["excluded"]}  # fmt: skip
+        for m in TABLE_METRICS:
+            row[f"{m}_mean"] = v["metrics"][m]["mean"]
+            row[f"{m}_std"] = v["metrics"][m]["std"]
+        c = by_variant.get(v["variant"])
+        row.update(
+            baseline=baseline,
+            delta=None if c is None else c["delta"],
+            delta_ci_lo=None if c is None or c["ci95"] is None else c["ci95"][0],
+            delta_ci_hi=None if c is None or c["ci95"] is None else c["ci95"][1],
+            p=None if c is None else c["p"],
+            p_holm=None if c is None else c["p_holm"],
+            test=None if c is None else c["test"],
+        )
+        rows.append(row)
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False, float_format="%.10g")
+    return buf.getvalue()
+
+
+FORMATS: dict[str, Callable[[dict[str, Any], str | None], str]] = {"md": markdown, "latex": latex, "csv": csv}
