@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
