@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -61,20 +62,26 @@ def _delta(report: dict[str, Any], variant: str, baseline: str | None) -> tuple[
     return ("ref", "") if variant == baseline else ("–", "–")
 
 
-def _rows(report: dict[str, Any], baseline: str | None, bold: Callable[[str], str]) -> list[list[str]]:
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    bold: bool = False
+
+
+def table(report: dict[str, Any], baseline: str | None = None) -> tuple[list[str], list[list[Cell]]]:
+    """Header and rows of the ablation table (the one source of the Markdown, LaTeX and HTML tables)."""
+    baseline = chosen_baseline(report, baseline)
     best = {m: _best(report, m) for m in ORDER}
     rows = []
     for v in report["variants"]:
-        cells = [v["variant"], f"{v['n']}" + ("†" if v["low_n"] else "")]
+        cells = [Cell(v["variant"]), Cell(f"{v['n']}" + ("†" if v["low_n"] else ""))]
         for m in ORDER:
-            stat = v["metrics"][m]
-            text = _fmt(m, stat["mean"], stat["std"])
-            b = best[m]
+            stat, b = v["metrics"][m], best[m]
             top = b is not None and stat["mean"] is not None and _shown(m, stat["mean"]) == _shown(m, b)
-            cells.append(bold(text) if top else text)  # ties as shown are all bold
-        cells += list(_delta(report, v["variant"], baseline))
+            cells.append(Cell(_fmt(m, stat["mean"], stat["std"]), top))  # ties as shown are all bold
+        cells += [Cell(x) for x in _delta(report, v["variant"], baseline)]
         rows.append(cells)
-    return rows
+    return _header(report, baseline), rows
 
 
 def _header(report: dict[str, Any], baseline: str | None) -> list[str]:
@@ -82,7 +89,7 @@ def _header(report: dict[str, Any], baseline: str | None) -> list[str]:
     return ["Variant", "n", *(HEADERS[m] for m in ORDER), f"Δ {HEADERS[col]} vs {baseline or '–'} [95% CI]", "p (Holm)"]
 
 
-def _note(report: dict[str, Any]) -> str:
+def note(report: dict[str, Any]) -> str:
     o = report["objective"]
     return (
         f"Mean ± std over seeds of the final epoch; accuracies and ECE in %. Objective {o['metric']} ({o['mode']}); "
@@ -93,16 +100,15 @@ def _note(report: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any], baseline: str | None = None) -> str:
-    baseline = chosen_baseline(report, baseline)
+    def esc(c: Cell) -> str:
+        text = "".join("\\" + ch if ch in "\\|*_`[]<>" else ch for ch in c.text)
+        return f"**{text}**" if c.bold else text
 
-    def esc(s: str) -> str:
-        return "".join("\\" + ch if ch in "\\|*_`[]<>" else ch for ch in s)
-
-    header = _header(report, baseline)
+    header, rows = table(report, baseline)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for cells in _rows(report, baseline, lambda t: f"**{t}**"):
-        lines.append("| " + " | ".join([esc(cells[0]), *cells[1:]]) + " |")
-    return "\n".join(lines) + "\n\n" + _note(report) + "\n"
+    for cells in rows:
+        lines.append("| " + " | ".join(esc(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n\n" + note(report) + "\n"
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -116,8 +122,7 @@ def latex_escape(s: str) -> str:
 
 def latex(report: dict[str, Any], baseline: str | None = None) -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``)."""
-    baseline = chosen_baseline(report, baseline)
-    header = _header(report, baseline)
+    header, rows = table(report, baseline)
     out = [
         r"\begin{table}[t]",
         r"\centering",
@@ -128,15 +133,17 @@ def latex(report: dict[str, Any], baseline: str | None = None) -> str:
         r"\midrule",
     ]
     n_variants = sum(1 for v in report["variants"] if v["role"] == "variant")
-    for i, cells in enumerate(_rows(report, baseline, lambda t: "\x00" + t + "\x01")):
-        if i == n_variants and 0 < i < len(report["variants"]):
+    for i, cells in enumerate(rows):
+        if i == n_variants and 0 < i < len(rows):
             out.append(r"\midrule")
-        escaped = [latex_escape(c).replace("\x00", r"\textbf{").replace("\x01", "}") for c in cells]
-        out.append(" & ".join(escaped) + r" \\")
+        out.append(
+            " & ".join(rf"\textbf{{{latex_escape(c.text)}}}" if c.bold else latex_escape(c.text) for c in cells)
+            + r" \\"
+        )
     out += [
         r"\bottomrule",
         r"\end{tabular}",
-        r"\caption{" + latex_escape(_note(report)) + "}",
+        r"\caption{" + latex_escape(note(report)) + "}",
         r"\end{table}",
     ]
     return "\n".join(out) + "\n"

@@ -5,7 +5,7 @@
     rskd stop                                    stop a detached stack and everything it started
     rskd submit SPEC.yaml [--follow]             submit a sweep; --follow shows a live table until it ends
     rskd sweeps list | show ID | cancel ID | resume ID
-    rskd report ID
+    rskd report ID [--format md|latex|csv|json] [--baseline NAME]
 
 The client talks HTTP to ``RSKD_URL`` (default http://127.0.0.1:8000) with ``RSKD_API_TOKEN``.
 """
@@ -42,7 +42,11 @@ def home() -> Path:
 def api() -> httpx.Client:
     token = os.environ.get("RSKD_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=os.environ.get("RSKD_URL", "http://127.0.0.1:8000"), headers=headers, timeout=60)
+    return httpx.Client(base_url=base_url(), headers=headers, timeout=60)
+
+
+def base_url() -> str:
+    return os.environ.get("RSKD_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
 def _check(r: httpx.Response) -> Any:
@@ -55,15 +59,16 @@ def _check(r: httpx.Response) -> Any:
         for p in body.get("problems", []):
             console.print(f"  - {p}")
         raise typer.Exit(2 if r.status_code in (409, 413, 422) else 1)
-    return r.json()
+    return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
 
 
 def _call(method: str, path: str, **kw: Any) -> Any:
+    """The JSON body (or the text of a text response) of an API call; errors are printed and exit."""
     try:
         with api() as c:
             return _check(c.request(method, path, **kw))
     except httpx.ConnectError:
-        console.print(f"[red]cannot reach the service at {os.environ.get('RSKD_URL', 'http://127.0.0.1:8000')}[/]: "
+        console.print(f"[red]cannot reach the service at {base_url()}[/]: "
                       "start it with `rskd serve` or set RSKD_URL")  # fmt: skip
         raise typer.Exit(1) from None
 
@@ -237,7 +242,9 @@ def follow_sweep(sweep_id: str, interval: float = 2.0) -> None:
                 break
             time.sleep(interval)
     console.print(f"sweep {sweep_id} {d['status']}" + (f": {d['message']}" if d.get("message") else ""))
+    console.print()
     report(sweep_id)
+    console.print(f"Dashboard: {base_url()}/dashboards/sweeps/{sweep_id}", soft_wrap=True)
 
 
 def progress_table(d: dict[str, Any], elapsed: float) -> Table:
@@ -259,21 +266,23 @@ def progress_table(d: dict[str, Any], elapsed: float) -> Table:
 
 
 @app.command()
-def report(sweep_id: str, format: Annotated[str, typer.Option(help="md or json")] = "md") -> None:
-    """Per-variant final top-1: mean ± std (n) — baselines included."""
-    rep = _call("GET", f"/v1/sweeps/{sweep_id}/report")
+def report(
+    sweep_id: str,
+    format: Annotated[str, typer.Option(help="md, latex, csv or json")] = "md",
+    baseline: Annotated[str | None, typer.Option(help="the baseline of the Δ column (default: the first)")] = None,
+) -> None:
+    """The comparison table: every variant and baseline, mean ± std over seeds, Δ against a baseline with its 95% CI
+    and Holm-corrected p."""
+    if format not in ("md", "latex", "csv", "json"):
+        console.print(f"[red]unknown format {format!r}[/]: use md, latex, csv or json")
+        raise typer.Exit(2)
+    params = {"format": format, **({"baseline": baseline} if baseline else {})}
+    rep = _call("GET", f"/v1/sweeps/{sweep_id}/report", params=params)
     if format == "json":
         console.print_json(json.dumps(rep))
-        return
-    t = Table(title=f"{sweep_id}: final test top-1 (mean ± std over seeds)")
-    for col in ("variant", "role", "method", "n", "final top-1", "best top-1", "excluded"):
-        t.add_column(col, no_wrap=col != "variant", overflow="fold")
-    for v in rep["variants"]:
-        mean, std = v["final_top1_mean"], v["final_top1_std"]
-        cell = "–" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
-        best = "–" if v["best_top1_mean"] is None else f"{v['best_top1_mean']:.4f}"
-        t.add_row(escape(v["variant"]), v["role"], v["method"], str(v["n"]), cell, best, str(v["excluded"]))
-    console.print(t)
+    else:
+        sys.stdout.write(rep)
+        sys.stdout.flush()
 
 
 @sweeps_app.command("list")

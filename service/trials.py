@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from dashboards.collect import experiment_ids, trial_runs
+from dashboards.collect import SweepData, collect, experiment_ids, trial_runs
 from service.schemas import TrialRead as TrialView
-from worker.summary import TrialOutcome, summarize
 
 
 class TrialSource(Protocol):
     def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]: ...
+
+    def sweep_data(self, sweep_id: str, experiment: str | None = None) -> SweepData: ...
 
     def ping(self) -> None: ...
 
@@ -50,6 +51,9 @@ class MlflowTrials:
             )
         return sorted(out, key=lambda t: (t.role != "variant", t.variant, t.seed))
 
+    def sweep_data(self, sweep_id: str, experiment: str | None = None) -> SweepData:
+        return collect(self.client, sweep_id, experiment)
+
     def ping(self) -> None:
         self.client.search_experiments(max_results=1)
 
@@ -66,17 +70,3 @@ class MlflowTrials:
                 self.client.set_terminated(r.info.run_id, status="KILLED")
                 n += 1
         return n
-
-
-def report(trials: list[TrialView]) -> dict[str, Any]:
-    return summarize(
-        TrialOutcome(
-            variant=t.variant,
-            role=t.role,
-            method=t.method,
-            status=t.status,
-            final_top1=t.metrics.get("final/test_top1"),
-            best_top1=t.metrics.get("best/test_top1"),
-        )
-        for t in trials
-    )

@@ -123,6 +123,17 @@ def trial_outcomes(tracker: SweepTracker, trials: list[Trial], run_ids: dict[str
     return outcomes
 
 
+def publish_report(tracker: SweepTracker, sweep_id: str, spec: SweepSpec) -> None:
+    """The comparison tables and plots on the parent run; a failure here is logged, never fails the sweep (they can be
+    regenerated with ``python -m dashboards publish``)."""
+    from dashboards.publish import publish
+
+    try:
+        publish(tracker.client, sweep_id, tracker.parent_run_id, spec.name, spec.objective.model_dump())
+    except Exception:
+        log.exception("could not publish the report of sweep %s (python -m dashboards publish retries)", sweep_id)
+
+
 def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False) -> SweepOutcome:
     """Run (or continue) a whole sweep on the Ray cluster this process is connected to."""
     import ray
@@ -178,6 +189,7 @@ def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resum
     summary = summarize(trial_outcomes(tracker, trials, run_ids))
     summary.update({"sweep_id": sweep_id, "trials": len(trials), **{k.lower(): v for k, v in counts.items()}})
     tracker.log_summary(summary)
+    publish_report(tracker, sweep_id, spec)
     status = "KILLED" if interrupted else ("FAILED" if counts["FAILED"] else "FINISHED")
     tracker.finish(status, failed_trials=str(counts["FAILED"]))
     log.info("sweep %s %s: %s", sweep_id, status, json.dumps(counts))

@@ -34,7 +34,9 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    metric: str = Field("test/top1", description="a per-epoch metric, e.g. test/top1, test/nll, test/ece")
+    metric: Literal["test/top1", "test/top5", "test/nll", "test/ece"] = Field(
+        "test/top1", description="the per-epoch test metric that ranks trials (ASHA) and is compared in the report"
+    )
     mode: Literal["max", "min"] = "max"
 
 

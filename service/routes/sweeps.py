@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
+from dashboards.render import FORMATS
 from service.deps import Services, ServicesDep, in_db, run_in_db
 from service.models import SweepRow
+from service.reports import sweep_report
 from service.repository import TERMINAL, SweepRepository
-from service.schemas import Problem, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
+from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.sync import submit
-from service.trials import TrialView, report
+from service.trials import TrialView
 from worker.spec import SpecError, SweepSpec, expand, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -195,8 +197,39 @@ async def resume_sweep(sweep_id: str, services: ServicesDep) -> Any:
     return _read(row)
 
 
-@router.get("/{sweep_id}/report", responses={404: {"model": Problem}})
-async def get_report(sweep_id: str, services: ServicesDep) -> dict[str, Any]:
+REPORT_MEDIA = {"md": "text/markdown; charset=utf-8", "latex": "application/x-latex; charset=utf-8",
+                "csv": "text/csv; charset=utf-8"}  # fmt: skip
+
+
+@router.get(
+    "/{sweep_id}/report",
+    response_model=Report,
+    responses={
+        200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in REPORT_MEDIA.values()}},
+        404: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+async def get_report(
+    sweep_id: str,
+    services: ServicesDep,
+    format: Annotated[Literal["json", "md", "latex", "csv"], Query(description="json, or a rendered table")] = "json",
+    baseline: Annotated[
+        str | None, Query(max_length=200, description="the tables' Δ column (default: the first)")
+    ] = None,
+) -> Any:
+    """The comparison against the baselines on the objective: per variant n, mean, std and 95% CI; per variant and
+    baseline the difference with its 95% CI, p and Holm-corrected p. Accuracies are fractions in JSON."""
     row = await _row(services, sweep_id)
-    spec = json.loads(row.spec_json)
-    return {"sweep_id": sweep_id, "objective": spec.get("objective"), **report(await _trials(services, row))}
+    try:
+        rep = await sweep_report(services, row)
+    except Exception as err:
+        return _problem(503, f"MLflow is not answering: {err}")
+    if format == "json":
+        return rep
+    try:
+        text = FORMATS[format](rep, baseline)
+    except ValueError as err:
+        return _problem(422, str(err))
+    return PlainTextResponse(text, media_type=REPORT_MEDIA[format])

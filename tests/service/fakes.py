@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dashboards.collect import METRICS, SweepData, frames
 from service.submitter import JobState
 from service.trials import TrialView
 
@@ -42,6 +43,21 @@ class FakeTrials:
 
     def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]:
         return self.by_sweep.get(sweep_id, [])
+
+    def sweep_data(self, sweep_id: str, experiment: str | None = None) -> SweepData:
+        rows = []
+        for t in self.trials(sweep_id):
+            row = {
+                **t.model_dump(exclude={"metrics", "knobs"}),
+                "experiment_id": "0",
+                "stopped_early": False,
+                **t.knobs,
+            }
+            for m in METRICS:
+                row[f"final_{m}"] = t.metrics.get(f"final/test_{m}")
+                row[f"best_{m}"] = t.metrics.get(f"best/test_{m}")
+            rows.append(row)
+        return frames(sweep_id, rows, [])
 
     def ping(self) -> None:
         return None

@@ -156,10 +156,20 @@ def test_trials_detail_and_report_from_the_trial_source(client: TestClient, fake
     trials = client.get(f"/v1/sweeps/{sid}/trials").json()
     assert len(trials) == 4 and trials[0]["epochs_done"] == 3
     rep = client.get(f"/v1/sweeps/{sid}/report").json()
+    assert rep["sweep_id"] == sid and rep["objective"]["metric"] == "test/top1"
     rows = {v["variant"]: v for v in rep["variants"]}
-    assert rows["rskd_l"]["n"] == 2 and rows["rskd_l"]["final_top1_mean"] == pytest.approx(0.85)
-    assert rows["rskd_l"]["final_top1_std"] == pytest.approx(0.0707107, rel=1e-5)
-    assert rows["ce"]["n"] == 1 and rows["ce"]["excluded"] == 1 and rows["ce"]["final_top1_std"] is None
+    assert rows["rskd_l"]["n"] == 2 and rows["rskd_l"]["mean"] == pytest.approx(0.85)
+    assert rows["rskd_l"]["std"] == pytest.approx(0.0707107, rel=1e-5) and rows["rskd_l"]["low_n"]
+    assert rows["ce"]["n"] == 1 and rows["ce"]["excluded"] == 1 and rows["ce"]["std"] is None
+    (comp,) = rep["comparisons"]
+    assert comp["delta"] == pytest.approx(0.15) and comp["test"] == "none" and comp["p"] is None
+    md = client.get(f"/v1/sweeps/{sid}/report", params={"format": "md"})
+    assert md.headers["content-type"].startswith("text/markdown") and "| rskd\\_l | 2† | **85.00 ± 7.07**" in md.text
+    tex = client.get(f"/v1/sweeps/{sid}/report", params={"format": "latex"}).text
+    assert "\\begin{tabular}" in tex and "\\bottomrule" in tex
+    assert client.get(f"/v1/sweeps/{sid}/report", params={"format": "csv"}).text.startswith("variant,role,method,n")
+    bad = client.get(f"/v1/sweeps/{sid}/report", params={"format": "md", "baseline": "nope"})
+    assert bad.status_code == 422 and "choose one of ['ce']" in bad.json()["detail"]
 
 
 def test_sync_follows_the_job_and_closes_runs(client: TestClient, fakes: Any) -> None:

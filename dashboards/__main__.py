@@ -1,0 +1,5 @@
+import sys
+
+from dashboards.publish import main
+
+sys.exit(main())

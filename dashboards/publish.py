@@ -1,0 +1,76 @@
+"""A finished sweep's comparison, logged on its MLflow parent run (the worker calls this when a sweep ends).
+
+Artifacts under ``report/``: report.json, report.md, report.tex, report.csv and plots/{curves,deltas,heatmap}.png.
+Regenerate them on demand (after a resume, or with a newer version of this code)::
+
+    python -m dashboards publish --tracking-uri URI --sweep-id ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dashboards.collect import collect, experiment_ids
+from dashboards.plots import render_plots
+from dashboards.render import FORMATS
+from dashboards.report import build_report
+
+SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def write_report(folder: Path, report: dict[str, Any], plots: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [folder / "report.json"]
+    out[0].write_text(json.dumps(report, indent=2))
+    for fmt, render in FORMATS.items():
+        path = folder / f"report.{SUFFIX[fmt]}"
+        path.write_text(render(report, None))
+        out.append(path)
+    (folder / "plots").mkdir(exist_ok=True)
+    for name, png in plots.items():
+        path = folder / "plots" / f"{name}.png"
+        path.write_bytes(png)
+        out.append(path)
+    return out
+
+
+def publish(
+    client: Any, sweep_id: str, parent_run_id: str, experiment: str | None, objective: dict[str, str]
+) -> dict[str, Any]:
+    data = collect(client, sweep_id, experiment)
+    report = build_report(data, objective)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(Path(tmp), report, render_plots(data, report))
+        client.log_artifacts(parent_run_id, tmp, artifact_path="report")
+    return report
+
+
+def parent_run(client: Any, sweep_id: str) -> Any:
+    exps = experiment_ids(client, None)
+    query = f"tags.`rskd.sweep_id` = '{sweep_id}' and tags.`rskd.kind` = 'sweep'"
+    runs = client.search_runs(exps, query) if exps else []
+    if not runs:
+        raise SystemExit(f"no sweep {sweep_id!r} in this MLflow store (check --tracking-uri)")
+    return runs[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dashboards", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("publish", help="recompute a sweep's report and plots and log them on its parent run")
+    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--sweep-id", required=True)
+    args = parser.parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(args.tracking_uri)
+    parent = parent_run(client, args.sweep_id)
+    spec = json.loads(Path(client.download_artifacts(parent.info.run_id, "spec.json")).read_text())
+    experiment = client.get_experiment(parent.info.experiment_id).name
+    report = publish(client, args.sweep_id, parent.info.run_id, experiment, spec.get("objective") or {})
+    print(FORMATS["md"](report, None))
+    return 0
