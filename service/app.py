@@ -9,10 +9,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
+from dashboards.pages import STATIC
 from service.db import Database
 from service.deps import Services, require_token
-from service.routes import health, sweeps
+from service.routes import dashboards, health, sweeps
 from service.settings import Settings
 from service.submitter import RayJobSubmitter, Submitter
 from service.sync import sync_once
@@ -73,6 +76,13 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(sweeps.router, prefix="/v1", dependencies=[Depends(require_token)])
+    app.include_router(dashboards.router)
+    app.mount("/dashboards/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/dashboards")
+
     return app
 
 

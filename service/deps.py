@@ -51,14 +51,20 @@ async def in_db(services: Services, fn: Callable[[SweepRepository], T]) -> T:
     return await asyncio.to_thread(run_in_db, services, fn)
 
 
+def token_ok(settings: Settings, given: str) -> bool:
+    """True when no token is configured, or ``given`` is it (constant-time compare)."""
+    token = settings.rskd_api_token
+    return token is None or hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+
+
+def bearer(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value if scheme.lower() == "bearer" else ""
+
+
 def require_token(request: Request, services: ServicesDep) -> None:
     """With RSKD_API_TOKEN set, every /v1 route needs ``Authorization: Bearer <token>`` (constant-time compare)."""
-    token = services.settings.rskd_api_token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.get_secret_value().encode()):
+    if not token_ok(services.settings, bearer(request)):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing or wrong token: send Authorization: Bearer <RSKD_API_TOKEN>",

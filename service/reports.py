@@ -10,12 +10,29 @@ from dashboards.plots import render_plots
 from dashboards.report import build_report
 from service.deps import Services
 from service.models import SweepRow
+from service.trials import TrialView
 
 
 async def sweep_report(services: Services, row: SweepRow) -> dict[str, Any]:
     data = await services.trial_cache.data(row)
     objective = json.loads(row.spec_json).get("objective")
     return await asyncio.to_thread(build_report, data, objective)
+
+
+def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], float | None]:
+    """Trials by state (those not started yet count as SCHEDULED) and the best objective value so far."""
+    by_state: dict[str, int] = {}
+    for t in trials:
+        by_state[t.status] = by_state.get(t.status, 0) + 1
+    if len(trials) < row.trials:
+        by_state["SCHEDULED"] = by_state.get("SCHEDULED", 0) + row.trials - len(trials)
+    objective = json.loads(row.spec_json).get("objective") or {}
+    metric = objective.get("metric", "test/top1")
+    best_key = "best/test_top1" if metric == "test/top1" else metric
+    values = [t.metrics.get(best_key, t.metrics.get(metric)) for t in trials]
+    present = [v for v in values if v is not None]
+    best = (max(present) if objective.get("mode", "max") == "max" else min(present)) if present else None
+    return by_state, best
 
 
 async def sweep_plots(services: Services, row: SweepRow) -> dict[str, bytes]:

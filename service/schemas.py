@@ -37,6 +37,7 @@ class SweepDetail(SweepRead):
 class TrialRead(BaseModel):
     trial_id: str
     run_id: str
+    experiment_id: str | None = None
     variant: str
     role: str
     method: str

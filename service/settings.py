@@ -29,12 +29,29 @@ class Settings(BaseSettings):
     rskd_max_trials: int = Field(500, ge=1, description="trials per sweep")
     rskd_max_body_bytes: int = Field(1_000_000, ge=1024, description="largest accepted request body")
     rskd_sync_interval_s: float = Field(2.0, gt=0, description="how often job states are synced from Ray")
+    rskd_mlflow_ui_url: str | None = Field(
+        None, description="the MLflow UI as a browser reaches it (dashboard links); default MLFLOW_TRACKING_URI if http"
+    )
+    rskd_ray_ui_url: str | None = Field(
+        None, description="the Ray dashboard as a browser reaches it (dashboard links); default RAY_ADDRESS if http"
+    )
     rskd_trials_ttl_s: float = Field(
         1.0, ge=0, description="how long an active sweep's trials read from MLflow are reused (0 = every request reads)"
     )
     rskd_job_stop_timeout_s: int = Field(
         60, ge=1, description="grace between SIGTERM and SIGKILL when a job is stopped (the driver marks runs KILLED)"
     )
+
+    def ui_links(self) -> dict[str, str | None]:
+        """Where a browser finds the MLflow UI and the Ray dashboard (None: not browsable, e.g. a sqlite store)."""
+
+        def http(url: str | None) -> str | None:
+            return url.rstrip("/") if url and url.startswith(("http://", "https://")) else None
+
+        return {
+            "mlflow": http(self.rskd_mlflow_ui_url or self.mlflow_tracking_uri),
+            "ray": http(self.rskd_ray_ui_url or self.ray_address),
+        }
 
     @property
     def database_url(self) -> str:

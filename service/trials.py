@@ -39,6 +39,7 @@ class MlflowTrials:
                 TrialView(
                     trial_id=tags["rskd.trial_id"],
                     run_id=r.info.run_id,
+                    experiment_id=r.info.experiment_id,
                     variant=tags.get("rskd.variant", ""),
                     role=tags.get("rskd.role", ""),
                     method=tags.get("rskd.method", ""),

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from dashboards.render import FORMATS
 from service.deps import Services, ServicesDep, in_db, run_in_db
 from service.models import SweepRow
-from service.reports import sweep_report
+from service.reports import progress, sweep_report
 from service.repository import TERMINAL, SweepRepository
 from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.sync import submit
@@ -142,16 +142,7 @@ async def get_sweep(sweep_id: str, services: ServicesDep) -> SweepDetail:
     spec = json.loads(row.spec_json)
     objective = spec.get("objective") or {"metric": "test/top1", "mode": "max"}
     trials = await _trials(services, row)
-    by_state: dict[str, int] = {}
-    for t in trials:
-        by_state[t.status] = by_state.get(t.status, 0) + 1
-    if len(trials) < row.trials:
-        by_state["SCHEDULED"] = by_state.get("SCHEDULED", 0) + row.trials - len(trials)
-    metric = objective["metric"]
-    best_key = "best/test_top1" if metric == "test/top1" else metric
-    values = [t.metrics.get(best_key, t.metrics.get(metric)) for t in trials]
-    present = [v for v in values if v is not None]
-    best = (max(present) if objective.get("mode", "max") == "max" else min(present)) if present else None
+    by_state, best = progress(trials, row)
     return SweepDetail(
         **_read(row).model_dump(), trials_by_state=by_state, best_objective=best, objective=objective, spec=spec
     )

@@ -1,0 +1,104 @@
+"""The dashboards' HTML pages (Jinja2 templates and static assets shipped in this package: nothing from a CDN).
+
+The service gathers the data (sweeps from its database, trials and reports from MLflow) and calls these functions;
+they only shape it for the templates.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from dashboards.render import note, table
+
+STATIC = Path(__file__).with_name("static")
+TEMPLATES = Path(__file__).with_name("templates")
+DOWNLOADS = [("md", "Markdown"), ("tex", "LaTeX"), ("csv", "CSV"), ("json", "JSON")]
+
+
+@cache
+def environment() -> Environment:
+    """One immutable Jinja environment per process (templates compiled once)."""
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}%"
+
+
+def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | None], root: str = "") -> str:
+    """``sweeps``: id, name, status, trials, created_at, and (when MLflow answered) ``states`` and ``best``."""
+    rows = []
+    for s in sweeps:
+        states = s.get("states")
+        done = failed = 0
+        progress = None
+        if states is not None:
+            done = states.get("FINISHED", 0)
+            failed = states.get("FAILED", 0) + states.get("KILLED", 0)
+            n = max(int(s["trials"]), 1)
+            progress = {"done": round(100 * done / n, 1), "failed": round(100 * failed / n, 1)}
+        rows.append({**s, "done": done, "failed": failed, "progress": progress, "best": _pct(s.get("best"))
+                     if s.get("best") is not None else None, "created": str(s["created_at"])[:19]})  # fmt: skip
+    active = any(s["status"] in ("PENDING", "SUBMITTED", "RUNNING") for s in sweeps)
+    return (
+        environment()
+        .get_template("index.html")
+        .render(sweeps=rows, total=total, links=links, root=root, refresh=10 if active else None)
+    )
+
+
+def sweep_page(
+    sweep: dict[str, Any],
+    report: dict[str, Any] | None,
+    trials: list[dict[str, Any]],
+    plots: list[str],
+    links: dict[str, str | None],
+    *,
+    error: str | None = None,
+    root: str = "",
+) -> str:
+    """``trials``: TrialView-like dicts; ``links['mlflow']`` makes each run a link into the MLflow UI."""
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t["status"]] = states.get(t["status"], 0) + 1
+    header: list[str] = []
+    rows: list[Any] = []
+    if report is not None and report["variants"]:
+        header, rows = table(report)
+    mlflow = links.get("mlflow")
+    view = [
+        {**t, "top1": _pct(t["metrics"].get("final/test_top1")),
+         "link": f"{mlflow}/#/experiments/{t['experiment_id']}/runs/{t['run_id']}" if mlflow and t.get("experiment_id")
+         else None}
+        for t in trials
+    ]  # fmt: skip
+    active = sweep["status"] in ("PENDING", "SUBMITTED", "RUNNING")
+    return (
+        environment()
+        .get_template("sweep.html")
+        .render(
+            sweep=sweep,
+            states=states,
+            description=(sweep.get("spec") or {}).get("description"),
+            header=header,
+            rows=rows,
+            roles=[v["role"] for v in report["variants"]] if report else [],
+            note=note(report) if report else "",
+            downloads=DOWNLOADS,
+            plots=plots,
+            trials=view,
+            links=links,
+            error=error,
+            root=root,
+            version=sum(t.get("epochs_done", 0) for t in trials),  # a new image URL when the data moved on
+            refresh=10 if active else None,
+        )
+    )
+
+
+def login_page(links: dict[str, str | None], error: str | None = None, root: str = "") -> str:
+    return environment().get_template("login.html").render(links=links, error=error, root=root, refresh=None)
