@@ -204,3 +204,73 @@ def test_the_api_killed_and_restarted_mid_sweep_keeps_tracking(stack: Stack) -> 
     detail = httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()
     assert detail["trials_by_state"] == {"FINISHED": 4}
     assert len(httpx.get(f"{stack.url}/v1/sweeps/{sid}/report").json()["variants"]) == 2
+
+
+def test_report_equals_a_recomputation_from_mlflow_and_the_pages_render(stack: Stack, tmp_path: Path) -> None:
+    """A finished 9-trial digits sweep (RSKD-L against two baselines, 3 seeds): every number of the report is
+    recomputed here from MLflow's raw per-epoch metrics with numpy/scipy; then both pages in headless Chromium."""
+    import numpy as np
+    from scipy import stats as st
+
+    from tests.browser import artifacts, dump_dom, screenshot
+
+    spec = two_trials(seeds=[0, 1, 2], baselines=["ce", "label_smoothing"])
+    spec["base"] = {**spec["base"], "optim": {**spec["base"]["optim"], "epochs": 2}}
+    sid = submit(stack, spec)
+    wait_for(lambda: status_of(stack, sid) in ("SUCCEEDED", "FAILED"), 400, "the sweep to end")
+    assert status_of(stack, sid) == "SUCCEEDED"
+    report = httpx.get(f"{stack.url}/v1/sweeps/{sid}/report", timeout=60).json()
+
+    # the recomputation: the last point of each trial's test/top1 history, grouped by variant
+    client = MlflowClient(stack.mlflow_url)
+    exp = client.get_experiment_by_name(spec["name"])
+    runs = client.search_runs([exp.experiment_id], f"tags.`rskd.sweep_id` = '{sid}' and tags.`rskd.kind` = 'trial'")
+    values: dict[str, dict[int, float]] = {}
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        history = sorted(client.get_metric_history(run.info.run_id, "test/top1"), key=lambda m: m.step)
+        assert [m.step for m in history] == [0, 1]
+        values.setdefault(run.data.tags["rskd.variant"], {})[int(run.data.tags["rskd.seed"])] = history[-1].value
+    assert set(values) == {"rskd_l", "ce", "label_smoothing"} and report["trials"] == 9 and report["excluded"] == 0
+    for v in report["variants"]:
+        xs = np.array(list(values[v["variant"]].values()))
+        assert v["n"] == 3 and not v["low_n"] and v["mean"] == pytest.approx(xs.mean(), rel=1e-12)
+        assert v["std"] == pytest.approx(xs.std(ddof=1), rel=1e-9, abs=1e-12)
+        if xs.std() > 0:
+            assert v["ci95"] == pytest.approx(st.t.interval(0.95, 2, loc=xs.mean(), scale=st.sem(xs)), rel=1e-9)
+    ps = []
+    for c in report["comparisons"]:
+        a, b = values[c["variant"]], values[c["baseline"]]
+        diffs = np.array([a[s] - b[s] for s in sorted(a)])
+        assert c["test"] == "paired_t" and c["delta"] == pytest.approx(diffs.mean(), rel=1e-9, abs=1e-12)
+        if diffs.std() > 0:
+            ref = st.ttest_rel([a[s] for s in sorted(a)], [b[s] for s in sorted(a)])
+            assert c["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+            assert c["ci95"] == pytest.approx(list(ref.confidence_interval(0.95)), rel=1e-9)
+        ps.append(c["p"])
+    if all(p is not None for p in ps):
+        lo, hi = sorted(ps)
+        assert sorted(c["p_holm"] for c in report["comparisons"]) == pytest.approx(
+            [min(1, 2 * lo), max(min(1, 2 * lo), hi)]
+        )
+
+    # the driver logged the tables and plots on the parent run
+    (parent,) = client.search_runs(
+        [exp.experiment_id], f"tags.`rskd.sweep_id` = '{sid}' and tags.`rskd.kind` = 'sweep'"
+    )
+    logged = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/report.tex", "report/report.csv", "report/report.json"} <= logged
+    assert {f.path for f in client.list_artifacts(parent.info.run_id, "report/plots")} >= {
+        "report/plots/curves.png", "report/plots/deltas.png"}  # fmt: skip
+
+    # the pages, in a real browser
+    profile = tmp_path / "chromium"
+    page = f"{stack.url}/dashboards/sweeps/{sid}"
+    dom = dump_dom(page, profile)
+    assert 'id="comparison"' in dom and dom.count("<tr") >= 3 + 1 + 9 + 1
+    assert 'data-plots-total="2"' in dom and 'data-plots-loaded="2"' in dom, dom[:3000]
+    assert "label_smoothing" in dom and f"{stack.mlflow_url}/#/experiments/{exp.experiment_id}/runs/" in dom
+    index = dump_dom(f"{stack.url}/dashboards", profile)
+    assert sid in index and "SUCCEEDED" in index
+    screenshot(page, artifacts() / "dashboard_sweep.png", profile)
+    screenshot(f"{stack.url}/dashboards", artifacts() / "dashboard_index.png", profile, size="1400,900")
