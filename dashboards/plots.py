@@ -40,7 +40,7 @@ def curves(data: SweepData, metric: str = "test/top1") -> bytes:
     c = data.curves[(data.curves["metric"] == metric) & data.curves["run_id"].isin(ok)]
     if c.empty:
         return _message(f"no {metric} values yet")
-    scale = 100.0 if metric.endswith(("top1", "top5", "ece")) else 1.0
+    scale = 100.0 if metric.endswith(("top1", "top5")) else 1.0  # accuracies are fractions; ECE is logged in %
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
     for variant, g in c.groupby("variant", sort=False):

@@ -1,7 +1,7 @@
 """Ablation tables from a report (``dashboards.report.build_report``): Markdown, LaTeX (booktabs) and CSV.
 
-Rows are variants then baselines; columns the metrics as mean ± std over the counted seeds (accuracies and ECE in %,
-NLL in nats), the best mean of each column in bold, then Δ of the objective against the chosen baseline with its 95%
+Rows are variants then baselines; columns the metrics as mean ± std over the counted seeds (accuracies in %, ECE in %
+as logged, NLL in nats), the best mean of each column in bold, then Δ of the objective against the chosen baseline with its 95%
 CI and Holm-corrected p. ``†`` marks fewer than 3 seeds. The CSV keeps raw fractions, one column per number.
 """
 
@@ -20,7 +20,7 @@ HEADERS = {"final_top1": "Top-1", "best_top1": "Best top-1", "final_top5": "Top-
            "final_ece": "ECE"}  # fmt: skip
 ORDER = ["final_top1", "best_top1", "final_top5", "final_nll", "final_ece"]
 LOWER_IS_BETTER = {"final_nll", "final_ece"}
-PERCENT = {"final_top1", "best_top1", "final_top5", "final_ece"}
+PERCENT = {"final_top1", "best_top1", "final_top5"}  # fractions shown in %; ECE is logged in % already (METHODS.md)
 
 
 def chosen_baseline(report: dict[str, Any], baseline: str | None) -> str | None:
@@ -92,7 +92,8 @@ def _header(report: dict[str, Any], baseline: str | None) -> list[str]:
 def note(report: dict[str, Any]) -> str:
     o = report["objective"]
     return (
-        f"Mean ± std over seeds of the final epoch; accuracies and ECE in %. Objective {o['metric']} ({o['mode']}); "
+        "Mean ± std over seeds of the final epoch; accuracies and ECE in %, NLL in nats. "
+        f"Objective {o['metric']} ({o['mode']}); "
         f"{report['excluded']} of {report['trials']} trials excluded (failed, killed, unfinished or stopped early); "
         "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
         "p Holm-corrected over the sweep's comparisons."

@@ -229,7 +229,7 @@ def test_report_equals_a_recomputation_from_mlflow_and_the_pages_render(stack: S
     for run in runs:
         assert run.info.status == "FINISHED"
         history = sorted(client.get_metric_history(run.info.run_id, "test/top1"), key=lambda m: m.step)
-        assert [m.step for m in history] == [0, 1]
+        assert [m.step for m in history] == [1, 2]  # step = epoch, counted from 1
         values.setdefault(run.data.tags["rskd.variant"], {})[int(run.data.tags["rskd.seed"])] = history[-1].value
     assert set(values) == {"rskd_l", "ce", "label_smoothing"} and report["trials"] == 9 and report["excluded"] == 0
     for v in report["variants"]:
