@@ -3,7 +3,8 @@
 Columns of ``SweepData.trials``: trial_id, run_id, experiment_id, variant, role, method, seed, status, stopped_early,
 epochs_done, ``final_<m>`` and ``best_<m>`` for m in top1, top5, nll, ece (final = the last epoch's value; best = the
 best epoch's, max for accuracies, min for NLL and ECE), and one column per swept knob (its dotted path). Accuracies
-are fractions; ECE is in % as rskd_core logs it (METHODS.md). ``SweepData.curves``: run_id, variant, seed, metric, epoch, value.
+are fractions; ECE is in % as rskd_core logs it (METHODS.md).
+``SweepData.curves``: run_id, variant, seed, metric, epoch, value.
 """
 
 from __future__ import annotations

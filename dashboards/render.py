@@ -1,8 +1,9 @@
 """Ablation tables from a report (``dashboards.report.build_report``): Markdown, LaTeX (booktabs) and CSV.
 
-Rows are variants then baselines; columns the metrics as mean ± std over the counted seeds (accuracies in %, ECE in %
-as logged, NLL in nats), the best mean of each column in bold, then Δ of the objective against the chosen baseline with its 95%
-CI and Holm-corrected p. ``†`` marks fewer than 3 seeds. The CSV keeps raw fractions, one column per number.
+Rows are variants then baselines; columns the metrics as mean ± std over the counted seeds (accuracies in %, ECE in
+% as logged, NLL in nats), the best mean of each column in bold, then Δ of the objective against the chosen baseline
+with its 95% CI and Holm-corrected p. ``†`` marks fewer than 3 seeds.
+The CSV keeps raw fractions, one column per number.
 """
 
 from __future__ import annotations
