@@ -53,7 +53,9 @@ def test_serve_submit_follow_stop(tmp_path: Path) -> None:
         )
         out = rskd("submit", str(spec), "--follow")
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "SUCCEEDED" in out.stdout and "final test top-1" in out.stdout and "rskd_l" in out.stdout
+        assert "SUCCEEDED" in out.stdout and "| Variant | n | Top-1 |" in out.stdout
+        assert "| rskd\\_l | 1† |" in out.stdout  # the Markdown comparison table ends --follow
+        assert "/dashboards/sweeps/sw-" in out.stdout
         listed = rskd("sweeps", "list")
         assert "digits-smoke" in listed.stdout and "SUCCEEDED" in listed.stdout
         bad = rskd("submit", str(ROOT / "README.md"))
