@@ -52,7 +52,11 @@ def create_app(
             db=db,
             submitter=submitter
             or RayJobSubmitter(
-                settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s, settings.ray_auth_mode
+                settings.ray_address,
+                job_env(settings),
+                settings.rskd_job_stop_timeout_s,
+                settings.ray_auth_mode,
+                settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None,
             ),
             trials=source,
             trial_cache=TrialCache(source, settings.rskd_trials_ttl_s),

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
         description="Ray's token auth towards the cluster: 'token' when the cluster has it on (Ray turns it on when "
         "~/.ray/auth_token exists; the token is read from there or RAY_AUTH_TOKEN); unset = Ray's own default",
     )
+    ray_auth_token: SecretStr | None = Field(
+        None, description="Ray's auth token when it is not in ~/.ray/auth_token (compose passes it to every node)"
+    )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", description="MLflow server the trials log to")
     rskd_api_token: SecretStr | None = Field(None, description="if set, every /v1 route needs Bearer <token>")
     rskd_data_root: str | None = Field(None, description="RSKD_DATA_ROOT handed to the jobs")

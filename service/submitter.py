@@ -46,10 +46,16 @@ class RayJobSubmitter:
     """Ray's Jobs API (``JobSubmissionClient``); the client is created lazily and kept."""
 
     def __init__(
-        self, address: str, env: dict[str, str], stop_timeout_s: int = 60, auth_mode: str | None = None
+        self,
+        address: str,
+        env: dict[str, str],
+        stop_timeout_s: int = 60,
+        auth_mode: str | None = None,
+        auth_token: str | None = None,
     ) -> None:
         self.address = address
         self.auth_mode = auth_mode
+        self.auth_token = auth_token
         self.agent_wait_s = 60.0
         self.env = env
         self.stop_timeout_s = stop_timeout_s
@@ -62,8 +68,10 @@ class RayJobSubmitter:
 
             from ray.job_submission import JobSubmissionClient
 
-            if self.auth_mode:  # Ray's client reads the mode from the environment
+            if self.auth_mode:  # Ray's client reads the mode and the token from the environment
                 os.environ["RAY_AUTH_MODE"] = self.auth_mode
+            if self.auth_token:
+                os.environ["RAY_AUTH_TOKEN"] = self.auth_token
 
             self._client = JobSubmissionClient(self.address)
         return self._client
