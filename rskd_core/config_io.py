@@ -71,20 +71,26 @@ def parse_value(raw: str) -> Any:
 
 def set_dotted(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Return a copy of ``data`` with ``a.b.c`` set to ``value`` (intermediate mappings are created)."""
-    keys = path.split(".")
-    if not all(keys):
-        raise ConfigError(f"bad dotted path {path!r}: use names separated by dots, e.g. optim.lr")
-    out = json.loads(json.dumps(data))  # deep copy of plain data
-    node = out
-    for i, key in enumerate(keys[:-1]):
-        child = node.get(key)
-        if child is None:
-            child = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {path}: {'.'.join(keys[: i + 1])} is a value, not a section")
-        node[key] = child
-        node = child
-    node[keys[-1]] = value
+    return set_dotted_many(data, [(path, value)])
+
+
+def set_dotted_many(data: dict[str, Any], items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Return one copy of ``data`` with every ``(dotted.path, value)`` set, in order."""
+    out: dict[str, Any] = json.loads(json.dumps(data))  # deep copy of plain data
+    for path, value in items:
+        keys = path.split(".")
+        if not all(keys):
+            raise ConfigError(f"bad dotted path {path!r}: use names separated by dots, e.g. optim.lr")
+        node = out
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot set {path}: {'.'.join(keys[: i + 1])} is a value, not a section")
+            node[key] = child
+            node = child
+        node[keys[-1]] = json.loads(json.dumps(value))  # the caller's lists and mappings are not shared
     return out
 
 

@@ -15,7 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rskd_core.config import METHOD_CONFIGS, RunConfig
-from rskd_core.config_io import ConfigError, format_validation_error, parse_text, set_dotted, swap_method
+from rskd_core.config_io import (
+    ConfigError,
+    format_validation_error,
+    parse_text,
+    set_dotted_many,
+    swap_method,
+)
 
 DEFAULT_MAX_TRIALS = 500
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -165,9 +171,7 @@ def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]
             who = f"{label} (seed {seed})"
             try:
                 data = swap_method(base, swap["method"]) if swap else base
-                data = set_dotted(data, "seed", seed)
-                for path, value in overrides.items():
-                    data = set_dotted(data, path, value)
+                data = set_dotted_many(data, [("seed", seed), *overrides.items()])
                 cfg = RunConfig.model_validate(data)
             except ConfigError as err:
                 problems.append(f"{who}: {err}")
