@@ -8,10 +8,15 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import Depends, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboards.pages import STATIC
 from service.db import Database
@@ -83,6 +88,7 @@ def create_app(
         description="Submit RSKD ablation sweeps; follow their trials; read the comparison against baselines.",
         lifespan=lifespan,
     )
+    _problems_everywhere(app)
     app.include_router(health.router)
     app.include_router(sweeps.router, prefix="/v1", dependencies=[Depends(require_token)])
     app.include_router(dashboards.router)
@@ -93,6 +99,48 @@ def create_app(
         return RedirectResponse("/dashboards")
 
     return app
+
+
+def _problems_everywhere(app: FastAPI) -> None:
+    """Every error body is a Problem (``detail`` a sentence, ``problems`` one line per bad field), the OpenAPI document
+    carries the SweepSpec's definitions, and a 405 lists every method the path has."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = {
+                m
+                for r in request.app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                for m in r.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": str(exc.detail), "problems": []}, status_code=exc.status_code, headers=headers)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(sweeps.SPEC_DEFS)
+            problem = {"$ref": "#/components/schemas/Problem"}
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                if "422" in operation.get("responses", {}):  # what invalid_request answers
+                    operation["responses"]["422"] = {
+                        "description": "invalid request: `problems` lists each bad field",
+                        "content": {"application/json": {"schema": problem}},
+                    }
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _sync_loop(services: Services) -> None:

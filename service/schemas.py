@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class SweepRead(BaseModel):
@@ -18,6 +18,12 @@ class SweepRead(BaseModel):
     finished_at: datetime | None = None
     message: str | None = None
     job_id: str | None = None
+
+    @field_validator("created_at", "updated_at", "finished_at")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        """Stored in UTC; SQLite hands them back without the zone, which RFC 3339 (OpenAPI date-time) requires."""
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
 
 class SweepList(BaseModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import IntegrityError
 
 from dashboards.render import FORMATS
 from service.deps import Services, ServicesDep, in_db, run_in_db
@@ -23,13 +24,13 @@ from worker.spec import SpecError, SweepSpec, expand, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+SPEC_SCHEMA = SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+SPEC_DEFS = {"SweepSpec": {k: v for k, v in SPEC_SCHEMA.items() if k != "$defs"}, **SPEC_SCHEMA.get("$defs", {})}
 SPEC_BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {"schema": SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")},
-            "application/yaml": {"schema": {"type": "string"}},
-        },
+        "description": "a SweepSpec as JSON, or the same document as YAML with content-type application/yaml",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SweepSpec"}}},
     }
 }
 
@@ -66,7 +67,10 @@ async def _trials(services: ServicesDep, row: SweepRow) -> list[TrialView]:
     response_model=SweepRead,
     openapi_extra=SPEC_BODY,
     responses={
-        200: {"model": SweepRead, "description": "the same Idempotency-Key and spec: the existing sweep"},
+        200: {
+            "model": SweepRead | ValidationReport,
+            "description": "the same Idempotency-Key and spec: the existing sweep; with dry_run: the validation",
+        },
         409: {"model": Problem},
         413: {"model": Problem},
         422: {"model": Problem},
@@ -79,6 +83,7 @@ async def create_sweep(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     dry_run: Annotated[bool, Query(description="validate and count trials; store and run nothing")] = False,
 ) -> Any:
+    idempotency_key = (idempotency_key or "").strip() or None  # an empty header is no key
     limit = services.settings.rskd_max_body_bytes
     body = await request.body()
     if len(body) > limit:
@@ -99,13 +104,15 @@ async def create_sweep(
         existing = repo.by_idempotency_key(idempotency_key) if idempotency_key else None
         if existing is not None:
             return existing, False
-        row = repo.create(
-            name=spec.name,
-            spec_json=spec_json,
-            spec_hash=spec_hash,
-            trials=len(trials),
-            idempotency_key=idempotency_key,
-        )
+        try:
+            row = repo.create(name=spec.name, spec_json=spec_json, spec_hash=spec_hash, trials=len(trials),
+                              idempotency_key=idempotency_key)  # fmt: skip
+        except IntegrityError:  # the same key, stored by a concurrent request a moment ago
+            repo.s.rollback()
+            again = repo.by_idempotency_key(idempotency_key) if idempotency_key else None
+            if again is None:
+                raise
+            return again, False
         return row, True
 
     row, created = await in_db(services, store)

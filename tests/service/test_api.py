@@ -220,3 +220,12 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
         assert p in paths, p
     assert client.get("/docs").status_code == 200
     json.dumps(spec)
+
+
+def test_concurrent_posts_with_one_idempotency_key_store_one_sweep(client: TestClient, fakes: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: post_yaml(client, SMOKE, **{"Idempotency-Key": "race"}).status_code, range(16)))
+    assert sorted(set(codes)) in ([200, 201], [201]) and codes.count(201) == 1, codes
+    assert client.get("/v1/sweeps").json()["total"] == 1 and len(fakes[0].submitted) == 1
