@@ -14,9 +14,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from dashboards.pages import STATIC
 from service.db import Database
@@ -113,14 +113,13 @@ def _problems_everywhere(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            methods = {
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            methods = [
                 m
-                for r in request.app.routes
-                if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
-                for m in r.methods or ()
-            }
-            headers["Allow"] = ", ".join(sorted(methods))
+                for m in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+                if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in request.app.router.routes)
+            ]
+            headers["Allow"] = ", ".join(methods)
         return JSONResponse({"detail": str(exc.detail), "problems": []}, status_code=exc.status_code, headers=headers)
 
     def openapi() -> dict[str, Any]:

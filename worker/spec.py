@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -198,6 +199,26 @@ def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]
     if problems:
         raise SpecError(f"sweep {spec.name}: {len(problems)} of {n} trials are invalid", problems)
     return trials
+
+
+def data_path_problems(trials: list[Trial], data_root: str | None) -> list[str]:
+    """Data paths a service accepts: relative to RSKD_DATA_ROOT, no ``..``, and (where the root is visible here)
+    no symlink that leads out of it. One line per offending trial."""
+    problems = []
+    base = Path(data_root).resolve() if data_root else None
+    for t in trials:
+        root = t.config.data.root
+        if root is None:
+            continue
+        who = f"{t.variant} (seed {t.seed}): data.root {root!r}"
+        p = Path(root)
+        if p.is_absolute():
+            problems.append(f"{who} is absolute; give a folder relative to RSKD_DATA_ROOT")
+        elif ".." in p.parts:
+            problems.append(f"{who} contains '..'; give a folder inside RSKD_DATA_ROOT")
+        elif base is not None and base.is_dir() and not (base / p).resolve().is_relative_to(base):
+            problems.append(f"{who} leads outside RSKD_DATA_ROOT through a symlink")
+    return problems
 
 
 def parse_spec(text: str, fmt: str = "yaml") -> SweepSpec:

@@ -193,15 +193,24 @@ def load_cifar100(cfg: DataConfig, root: Path | None = None) -> ArrayDataset:
 
 
 def resolve_folder(cfg: DataConfig, root: Path | None, default_name: str) -> Path:
-    """``data.root`` (absolute, or relative to the data root) or ``<data root>/<default_name>``."""
-    if cfg.root is not None and Path(cfg.root).is_absolute():
-        return Path(cfg.root)
+    """``data.root`` (relative to the data root, or absolute when no data root is set) or ``<data root>/<name>``.
+
+    With a data root (RSKD_DATA_ROOT), the folder must resolve inside it: ``..``, absolute paths elsewhere and
+    symlinks that lead out are refused.
+    """
     if root is None:
+        if cfg.root is not None and Path(cfg.root).is_absolute():
+            return Path(cfg.root)
         raise DataError(
             f"{cfg.name} needs a data root: set RSKD_DATA_ROOT (expected <root>/{cfg.root or default_name}) "
             "or an absolute data.root"
         )
-    return root / (cfg.root or default_name)
+    folder = root / (cfg.root or default_name)
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise DataError(
+            f"data.root {cfg.root!r} leads outside RSKD_DATA_ROOT ({root}); give a folder inside it, relative to it"
+        )
+    return folder
 
 
 @DATASETS.register("imagefolder")

@@ -18,9 +18,10 @@ from service.models import SweepRow
 from service.reports import progress, sweep_report
 from service.repository import TERMINAL, SweepRepository
 from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
+from service.settings import Settings
 from service.sync import submit
 from service.trials import TrialView
-from worker.spec import SpecError, SweepSpec, expand, parse_spec
+from worker.spec import SpecError, SweepSpec, Trial, data_path_problems, expand, parse_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
@@ -33,6 +34,14 @@ SPEC_BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SweepSpec"}}},
     }
 }
+
+
+def limit_problems(trials: list[Trial], settings: Settings) -> list[str]:
+    """What this service refuses beyond the spec's own rules: too many epochs, data paths outside RSKD_DATA_ROOT."""
+    cap = settings.rskd_max_epochs
+    over = [f"{t.variant} (seed {t.seed}): optim.epochs={t.config.optim.epochs} is over this service's limit "
+            f"RSKD_MAX_EPOCHS={cap}" for t in trials if t.config.optim.epochs > cap]  # fmt: skip
+    return over + data_path_problems(trials, settings.rskd_data_root)
 
 
 def _read(row: SweepRow) -> SweepRead:
@@ -95,6 +104,9 @@ async def create_sweep(
         trials = expand(spec, services.settings.rskd_max_trials)
     except SpecError as err:
         return _problem(422, str(err).splitlines()[0], err.problems)
+    problems = limit_problems(trials, services.settings)
+    if problems:
+        return _problem(422, f"sweep {spec.name}: {len(problems)} trials break this service's limits", problems)
     if dry_run:
         return JSONResponse(ValidationReport(valid=True, name=spec.name, trials=len(trials)).model_dump())
     spec_json = spec.model_dump_json()
