@@ -8,6 +8,7 @@ crash kept from MLflow are logged from the checkpoint's history, so every epoch 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from rskd_core.engine import Callback, Trainer
 from worker.spec import Trial
 from worker.tracking import epoch_metrics, logged_epochs
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SweepContext:
@@ -35,13 +38,40 @@ class SweepContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class MlflowEpochLogger(Callback):
-    """Logs each epoch's record to the trial's child run exactly once (see the module docstring)."""
+def mlflow_retry(fn: Any, *args: Any, patience_s: float, what: str, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried every 2 s while MLflow does not answer, for up to ``patience_s``; then a clear
+    error (the trial's checkpoint keeps its epochs: resuming the sweep logs them)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if time.monotonic() > deadline:
+                raise MlflowUnavailable(
+                    f"MLflow did not answer for {patience_s:.0f} s ({what}): {type(err).__name__}: {str(err)[:300]}; "
+                    "the trial's checkpoints keep its epochs — resume the sweep once MLflow is back"
+                ) from err
+            time.sleep(2.0)
 
-    def __init__(self, client: Any, run_id: str) -> None:
+
+class MlflowUnavailable(RuntimeError):
+    pass
+
+
+class MlflowEpochLogger(Callback):
+    """Logs each epoch's record to the trial's child run exactly once (see the module docstring).
+
+    While MLflow does not answer, training goes on: the epochs' metrics wait in memory (their timestamps are the
+    times they were recorded) and are sent, in order, at the next epoch that reaches MLflow, or at the end of the
+    trial, which waits up to ``patience_s`` for MLflow before it fails with a clear error.
+    """
+
+    def __init__(self, client: Any, run_id: str, patience_s: float = 300.0) -> None:
         self.client = client
         self.run_id = run_id
+        self.patience_s = patience_s
         self.done: set[int] = set()
+        self.pending: list[tuple[int, list[Any]]] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.client.update_run(self.run_id, status="RUNNING")
@@ -56,10 +86,25 @@ class MlflowEpochLogger(Callback):
 
     def _log(self, record: dict[str, Any]) -> None:
         epoch = int(record["epoch"])
-        if epoch in self.done:
+        if epoch in self.done or any(e == epoch for e, _ in self.pending):
             return
-        self.client.log_batch(self.run_id, metrics=epoch_metrics(record, int(time.time() * 1000)))
-        self.done.add(epoch)
+        self.pending.append((epoch, epoch_metrics(record, int(time.time() * 1000))))
+        try:
+            self._send()
+        except Exception as err:  # MLflow away: keep training, keep the metrics
+            log.warning("MLflow did not take epoch %d (%s); %d epochs wait", epoch, err, len(self.pending))
+
+    def _send(self) -> None:
+        while self.pending:
+            epoch, metrics = self.pending[0]
+            self.client.log_batch(self.run_id, metrics=metrics)
+            self.pending.pop(0)
+            self.done.add(epoch)
+
+    def flush(self) -> None:
+        """Send what waits, retrying while MLflow is away (up to ``patience_s``)."""
+        if self.pending:
+            mlflow_retry(self._send, patience_s=self.patience_s, what=f"{len(self.pending)} epochs' metrics")
 
 
 class TuneReporter(Callback):
@@ -92,6 +137,11 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
 
     trial = ctx.trials[config["trial_id"]]
     cfg = RunConfig.model_validate(trial.config.model_dump(mode="json"))
+    # fail fast on each MLflow call (MLflow's own backoff would stall training for minutes): the epoch logger keeps
+    # what MLflow did not take and retries on its own schedule
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     client = MlflowClient(ctx.tracking_uri)
     run_id = ctx.run_ids[trial.trial_id]
     workdir = Path(tempfile.mkdtemp(prefix=f"rskd-trial-{trial.trial_id}-"))
@@ -104,7 +154,9 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
                 if (local / name).is_file():
                     shutil.copy2(local / name, workdir / name)
             resume_from = workdir / "checkpoint.pt"
-        callbacks = [TuneReporter(workdir), MlflowEpochLogger(client, run_id)]
+        patience = float(os.environ.get("RSKD_MLFLOW_PATIENCE_S", "300"))
+        logger = MlflowEpochLogger(client, run_id, patience)
+        callbacks = [TuneReporter(workdir), logger]
         trainer = Trainer(cfg, callbacks, data_root=ctx.data_root)
         try:
             result = trainer.fit(resume_from=resume_from)
@@ -117,18 +169,21 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
             client.set_tag(run_id, "rskd.end_reason", f"stopped: {type(err).__name__}")
             client.set_terminated(run_id, status="KILLED")
             raise
+        logger.flush()
         trainer.save_weights(workdir / "final.pt")
         for name in ("best.pt", "final.pt"):
-            client.log_artifact(run_id, str(workdir / name), artifact_path="checkpoints")
+            mlflow_retry(client.log_artifact, run_id, str(workdir / name), artifact_path="checkpoints",
+                         patience_s=patience, what="checkpoints")  # fmt: skip
         (workdir / "config.json").write_text(cfg.model_dump_json(indent=2))
-        client.log_artifact(run_id, str(workdir / "config.json"))
+        mlflow_retry(client.log_artifact, run_id, str(workdir / "config.json"), patience_s=patience, what="config")
         summary = {
             "best/test_top1": result.best_top1,
             "best/epoch": float(result.best_epoch),
             **{f"final/test_{k.removeprefix('test/')}": v for k, v in result.final.items() if k.startswith("test/")},
         }
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, result.epochs_done) for k, v in summary.items()])
-        client.set_terminated(run_id, status="FINISHED")
+        final = [Metric(k, float(v), now, result.epochs_done) for k, v in summary.items()]
+        mlflow_retry(client.log_batch, run_id, metrics=final, patience_s=patience, what="summary")
+        mlflow_retry(client.set_terminated, run_id, status="FINISHED", patience_s=patience, what="end of the run")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

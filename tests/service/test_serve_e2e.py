@@ -20,9 +20,19 @@ RSKD = str(Path(sys.executable).parent / "rskd")
 pytestmark = pytest.mark.slow
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        s.settimeout(3)
+        return s.connect_ex((host, port)) == 0
+
+
+def outward_address() -> str:
+    """This machine's address on its outgoing interface (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        ip = str(s.getsockname()[0])
+    assert not ip.startswith("127."), "this machine has no interface besides loopback to check"
+    return ip
 
 
 def test_serve_submit_follow_stop(tmp_path: Path) -> None:
@@ -45,6 +55,11 @@ def test_serve_submit_follow_stop(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stdout + up.stderr + (tmp_path / "home" / "serve.log").read_text()[-3000:]
     try:
         assert all(port_open(p) for p in ports.values() if p != ports["ray-port"]) and port_open(ports["ray-port"])
+        # Ray's Jobs API runs code and MLflow has no auth: neither (nor the API) answers on another interface. Ray's
+        # GCS and raylet ports listen on every interface whatever the flags (Ray 2.60); its token auth guards them.
+        ip = outward_address()
+        exposed = [k for k in ("port", "mlflow-port", "ray-dashboard-port") if port_open(ports[k], ip)]
+        assert not exposed, f"{exposed} answer on {ip}"
         again = rskd("serve", "--detach", *flags)
         assert again.returncode == 0 and "already running" in again.stdout
         spec = tmp_path / "one.yaml"

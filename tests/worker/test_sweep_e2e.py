@@ -72,7 +72,7 @@ def test_smoke_sweep_runs_every_trial_into_mlflow(tmp_path: Path) -> None:
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     (parent,) = runs_of(client, "smoke-1", "sweep")
     assert parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"spec.json", "summary.json"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"spec.json", "summary.json", "report"}
     children = runs_of(client, "smoke-1", "trial")
     assert len(children) == 4
     assert {(c.data.tags["rskd.variant"], c.data.tags["rskd.seed"]) for c in children} == {
@@ -229,3 +229,75 @@ def test_sigterm_ends_the_sweep_cleanly_and_resume_finishes_it(tmp_path: Path) -
             assert c.info.end_time == finished_before[c.info.run_id]
     (parent,) = runs_of(client, "term-1", "sweep")
     assert parent.info.status == "FINISHED"
+
+
+def start_mlflow(db: Path, artifacts: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
+         "--artifacts-destination", str(artifacts), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_healthy(url: str, timeout: float = 90) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"MLflow at {url} not healthy in {timeout:.0f} s")
+
+
+def test_mlflow_down_mid_sweep_training_goes_on_and_every_epoch_arrives(tmp_path: Path) -> None:
+    """The MLflow server is stopped after epoch 2 and started again OUTAGE_S later: the trial keeps training, the
+    epochs of the outage arrive (stamped with the time they were recorded, inside the outage), each exactly once."""
+    outage_s = float(os.environ.get("RSKD_TEST_MLFLOW_OUTAGE_S", "20"))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_mlflow(tmp_path / "server.db", tmp_path / "artifacts", port)
+    try:
+        wait_healthy(url)
+        base = yaml.safe_load(SMOKE.read_text())["base"]
+        base["optim"] = {**base["optim"], "epochs": 40}
+        spec = write_spec(tmp_path / "long.yaml", base=base, baselines=[], seeds=[0])
+        env = sweep_env(tmp_path, tracking_uri=url)
+        proc = subprocess.Popen([sys.executable, "-m", "worker.sweep", "run", "--spec", str(spec), "--sweep-id",
+                                 "outage-1"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)  # fmt: skip
+        client = MlflowClient(url)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            trials = runs_of(client, "outage-1", "trial") if proc.poll() is None else []
+            if trials and len(logged := client.get_metric_history(trials[0].info.run_id, "test/top1")) >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            proc.kill()
+            raise AssertionError(f"no epoch reached MLflow: {proc.stdout.read() if proc.stdout else ''}")
+        assert len(logged) < 30, "the trial is too fast for this test: give it more epochs"
+        os.killpg(server.pid, signal.SIGKILL)  # the server dies; nothing answers on its port
+        server.wait(timeout=30)
+        down_at = time.time()
+        time.sleep(outage_s)
+        server = start_mlflow(tmp_path / "server.db", tmp_path / "artifacts", port)
+        wait_healthy(url)
+        up_at = time.time()
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, out[-4000:]
+        (child,) = runs_of(client, "outage-1", "trial")
+        assert child.info.status == "FINISHED"
+        assert_each_epoch_once(client, child.info.run_id, 40)
+        stamps = [m.timestamp / 1000 for m in client.get_metric_history(child.info.run_id, "test/top1")]
+        assert sum(down_at < t < up_at for t in stamps) >= 2, "training did not go on while MLflow was down"
+        assert all(r.info.status == "FINISHED" for r in runs_of(client, "outage-1", "sweep"))
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
