@@ -274,3 +274,45 @@ def test_report_equals_a_recomputation_from_mlflow_and_the_pages_render(stack: S
     assert sid in index and "SUCCEEDED" in index
     screenshot(page, artifacts() / "dashboard_sweep.png", profile)
     screenshot(f"{stack.url}/dashboards", artifacts() / "dashboard_index.png", profile, size="1400,900")
+
+
+def test_a_killed_driver_fails_the_sweep_and_resume_finishes_it(stack: Stack) -> None:
+    """SIGKILL of the sweep's Ray Job driver: the sweep turns FAILED with Ray's reason, its unfinished runs are
+    closed; POST /resume finishes it without re-running the trials that had finished."""
+    from tests.procs import processes_matching
+
+    spec = two_trials(seeds=[0, 1], baselines=[], max_concurrent_trials=1, max_failures=0)
+    spec["base"] = {**spec["base"], "optim": {**spec["base"]["optim"], "epochs": 8}}
+    sid = submit(stack, spec)
+    client = MlflowClient(stack.mlflow_url)
+
+    def one_done_one_running() -> bool:
+        states = httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()["trials_by_state"]
+        return states.get("FINISHED", 0) >= 1 and states.get("RUNNING", 0) >= 1
+
+    wait_for(one_done_one_running, 300, "a finished and a running trial")
+    (done,) = [r for r in runs_of_sweep(client, sid) if r.info.status == "FINISHED"]
+    drivers = processes_matching("worker.sweep", sid)
+    assert drivers, "the driver process was not found"
+    for pid in drivers:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: status_of(stack, sid) == "FAILED", 120, "the sweep to show FAILED")
+    detail = httpx.get(f"{stack.url}/v1/sweeps/{sid}").json()
+    assert detail["message"], detail  # Ray's reason, e.g. the entrypoint's exit code
+    wait_for(lambda: all(r.info.status != "RUNNING" for r in runs_of_sweep(client, sid)), 60, "no run left RUNNING")
+
+    r = httpx.post(f"{stack.url}/v1/sweeps/{sid}/resume", timeout=60)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: status_of(stack, sid) in ("SUCCEEDED", "FAILED"), 300, "the resumed sweep to end")
+    assert status_of(stack, sid) == "SUCCEEDED", (stack.home / "api.log").read_text()[-2000:]
+    after = {r.info.run_id: r for r in runs_of_sweep(client, sid)}
+    assert after[done.info.run_id].info.end_time == done.info.end_time  # not run again
+    assert sorted(r.info.status for r in after.values()) == ["FINISHED"] * 2
+    for run_id in after:
+        steps = sorted(m.step for m in client.get_metric_history(run_id, "test/top1"))
+        assert steps == list(range(1, 9)), steps
+
+
+def runs_of_sweep(client: MlflowClient, sid: str) -> list[Any]:
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(exps, f"tags.`rskd.sweep_id` = '{sid}' and tags.`rskd.kind` = 'trial'"))

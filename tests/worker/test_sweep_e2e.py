@@ -17,6 +17,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.procs import processes_matching
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "examples" / "sweeps" / "digits_smoke.yaml"
 TRIAL_TAGS = ["rskd.sweep_id", "rskd.trial_id", "rskd.variant", "rskd.role", "rskd.method", "rskd.seed",
@@ -301,3 +303,38 @@ def test_mlflow_down_mid_sweep_training_goes_on_and_every_epoch_arrives(tmp_path
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def test_a_trial_process_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL of the process training a trial: Tune restarts it from its last epoch checkpoint (max_failures),
+    it continues its own MLflow run, every epoch appears once."""
+    base = yaml.safe_load(SMOKE.read_text())["base"]
+    base["optim"] = {**base["optim"], "epochs": 24}
+    spec = write_spec(tmp_path / "kill.yaml", base=base, baselines=[], seeds=[0], max_failures=2)
+    env = sweep_env(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "worker.sweep", "run", "--spec", str(spec), "--sweep-id", "kill-1"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    killed = False
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            trials = runs_of(client, "kill-1", "trial")
+            if trials and len(client.get_metric_history(trials[0].info.run_id, "test/top1")) >= 3:
+                victims = processes_matching("ImplicitFunc")  # Ray's title for a function trainable's process
+                assert victims, "no trial process found"
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.3)
+        assert killed, "the trial never reached epoch 3"
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    (child,) = runs_of(client, "kill-1", "trial")
+    assert child.info.status == "FINISHED"
+    assert int(child.data.tags["rskd.resumed_from_epoch"]) >= 3
+    assert_each_epoch_once(client, child.info.run_id, 24)

@@ -1,0 +1,20 @@
+"""Finding the real processes a fault test kills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def processes_matching(*needles: str) -> list[int]:
+    """PIDs whose command line (as /proc shows it: Ray sets process titles) contains every needle."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmd for n in needles):
+            pids.append(int(entry.name))
+    return pids
