@@ -1,8 +1,16 @@
-"""Finding the real processes a fault test kills."""
+"""Real processes and ports for the end-to-end and fault tests: free ports to start servers on, and the processes a
+fault test kills."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def processes_matching(*needles: str) -> list[int]:

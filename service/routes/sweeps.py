@@ -36,6 +36,11 @@ SPEC_BODY = {
 }
 
 
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries: these status codes answer a Problem body."""
+    return {code: {"model": Problem} for code in codes}
+
+
 def limit_problems(trials: list[Trial], settings: Settings) -> list[str]:
     """What this service refuses beyond the spec's own rules: too many epochs, data paths outside RSKD_DATA_ROOT."""
     cap = settings.rskd_max_epochs
@@ -80,10 +85,7 @@ async def _trials(services: ServicesDep, row: SweepRow) -> list[TrialView]:
             "model": SweepRead | ValidationReport,
             "description": "the same Idempotency-Key and spec: the existing sweep; with dry_run: the validation",
         },
-        409: {"model": Problem},
-        413: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem},
+        **problem_responses(409, 413, 422, 503),
     },
 )
 async def create_sweep(
@@ -216,9 +218,7 @@ REPORT_MEDIA = {"md": "text/markdown; charset=utf-8", "latex": "application/x-la
     response_model=Report,
     responses={
         200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in REPORT_MEDIA.values()}},
-        404: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem},
+        **problem_responses(404, 422, 503),
     },
 )
 async def get_report(

@@ -260,7 +260,7 @@ def wait_healthy(url: str, timeout: float = 90) -> None:
 def test_mlflow_down_mid_sweep_training_goes_on_and_every_epoch_arrives(tmp_path: Path) -> None:
     """The MLflow server is stopped after epoch 2 and started again OUTAGE_S later: the trial keeps training, the
     epochs of the outage arrive (stamped with the time they were recorded, inside the outage), each exactly once."""
-    outage_s = float(os.environ.get("RSKD_TEST_MLFLOW_OUTAGE_S", "20"))
+    outage_s = float(os.environ.get("RSKD_TEST_MLFLOW_OUTAGE_S", "15"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_mlflow(tmp_path / "server.db", tmp_path / "artifacts", port)
