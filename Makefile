@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/rskd serve --detach
 	$(BIN)/rskd submit examples/sweeps/digits_ablation.yaml --follow
 	@echo
-	@echo "Browse: API docs http://127.0.0.1:8000/docs | MLflow http://127.0.0.1:5000 | Ray http://127.0.0.1:8265"
+	@echo "Browse: dashboard http://127.0.0.1:8000/dashboards | API docs http://127.0.0.1:8000/docs | MLflow http://127.0.0.1:5000 | Ray http://127.0.0.1:8265"
 	@echo "Stop everything with: make stop"
 
 stop:
