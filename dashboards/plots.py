@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dashboards.collect import SweepData
 from dashboards.render import PERCENT
@@ -49,6 +50,7 @@ def curves(data: SweepData, metric: str = "test/top1") -> bytes:
         (line,) = ax.plot(x, mean, label=f"{variant} (n={int(stats['count'].max())})", lw=1.6)
         ax.fill_between(x, mean - std * scale, mean + std * scale, color=line.get_color(), alpha=0.18, lw=0)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
     ax.set_title(f"{metric}: mean ± std over seeds")
     ax.grid(alpha=0.3)
@@ -64,7 +66,7 @@ def deltas(report: dict[str, Any]) -> bytes:
     scale = 100.0 if col in PERCENT else 1.0
     baselines = list(dict.fromkeys(c["baseline"] for c in comps))
     variants = list(dict.fromkeys(c["variant"] for c in comps))
-    fig = Figure(figsize=(7.5, 0.9 + 0.45 * len(variants) * len(baselines)))
+    fig = Figure(figsize=(7.5, max(2.8, 0.9 + 0.45 * len(variants) * len(baselines))))
     ax = fig.add_subplot()
     y = 0
     ticks, labels = [], []
