@@ -59,7 +59,8 @@ def _delta(report: dict[str, Any], variant: str, baseline: str | None) -> tuple[
             d = f"{c['delta'] * s:+.2f}"
             if c["ci95"] is not None:
                 d += f" [{c['ci95'][0] * s:+.2f}, {c['ci95'][1] * s:+.2f}]"
-            return d, "–" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+            p = "–" if c["p_holm"] is None else f"{c['p_holm']:.3g}" + ("‡" if c.get("no_spread") else "")
+            return d, p
     return ("ref", "") if variant == baseline else ("–", "–")
 
 
@@ -97,7 +98,8 @@ def note(report: dict[str, Any]) -> str:
         f"Objective {o['metric']} ({o['mode']}); "
         f"{report['excluded']} of {report['trials']} trials excluded (failed, killed, unfinished or stopped early); "
         "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
-        "p Holm-corrected over the sweep's comparisons."
+        "p Holm-corrected over the sweep's comparisons; ‡ every seed gave the same difference, so the t test has no "
+        "spread to judge by (more seeds, or a finer metric)."
     )
 
 
@@ -115,7 +117,7 @@ def markdown(report: dict[str, Any], baseline: str | None = None) -> str:
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-                 "†": r"$^\dagger$", "–": "--"}  # fmt: skip
+                 "†": r"$^\dagger$", "‡": r"$^\ddagger$", "–": "--"}  # fmt: skip
 
 
 def latex_escape(s: str) -> str:

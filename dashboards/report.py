@@ -84,7 +84,8 @@ def build_report(data: SweepData, objective: dict[str, str] | None = None) -> di
     for (v, b, c), p_holm in zip(tests, adjusted, strict=True):
         comparisons.append(
             {"variant": v, "baseline": b, "delta": _num(c.delta), "ci95": _interval(c.ci95), "p": _num(c.p),
-             "p_holm": _num(p_holm), "test": c.test, "n_variant": c.n_variant, "n_baseline": c.n_baseline}
+             "p_holm": _num(p_holm), "test": c.test, "n_variant": c.n_variant, "n_baseline": c.n_baseline,
+             "no_spread": c.no_spread}
         )  # fmt: skip
     return {
         "sweep_id": data.sweep_id,

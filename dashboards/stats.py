@@ -37,6 +37,7 @@ class Compared:
     test: Literal["paired_t", "welch_t", "none"]
     n_variant: int
     n_baseline: int
+    no_spread: bool = False  # every pair (or every value) agreed exactly: the t test has no variance to judge by
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -51,6 +52,11 @@ def _var(xs: Sequence[float]) -> float:
 def _t_interval(center: float, se: float, dof: float) -> tuple[float, float]:
     half = float(st.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
     return (center - half, center + half)
+
+
+def _no_spread(se: float, center: float) -> bool:
+    """A spread that is only floating-point noise (e.g. 355/359 − 354/359 on every seed)."""
+    return se <= 1e-12 * max(1.0, abs(center))
 
 
 def _t_p(center: float, se: float, dof: float) -> float:
@@ -79,16 +85,18 @@ def compare(variant: Mapping[int, float], baseline: Mapping[int, float]) -> Comp
         diffs = [variant[s] - baseline[s] for s in sorted(variant)]
         d = _mean(diffs)
         se = math.sqrt(_var(diffs) / nv)
-        return Compared(d, _t_interval(d, se, nv - 1), _t_p(d, se, nv - 1), "paired_t", nv, nb)
+        se = 0.0 if _no_spread(se, d) else se
+        return Compared(d, _t_interval(d, se, nv - 1), _t_p(d, se, nv - 1), "paired_t", nv, nb, se == 0.0)
     a, b = list(variant.values()), list(baseline.values())
     d = _mean(a) - _mean(b)
     if nv < 2 or nb < 2:
         return Compared(d, None, None, "none", nv, nb)
     va, vb = _var(a) / nv, _var(b) / nb
     se = math.sqrt(va + vb)
+    se = 0.0 if _no_spread(se, d) else se
     # Welch–Satterthwaite degrees of freedom (both variances zero: any dof, the interval is a point)
     dof = (va + vb) ** 2 / (va**2 / (nv - 1) + vb**2 / (nb - 1)) if se > 0 else float(nv + nb - 2)
-    return Compared(d, _t_interval(d, se, dof), _t_p(d, se, dof), "welch_t", nv, nb)
+    return Compared(d, _t_interval(d, se, dof), _t_p(d, se, dof), "welch_t", nv, nb, se == 0.0)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:

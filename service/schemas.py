@@ -96,6 +96,7 @@ class ComparisonStat(BaseModel):
     test: str = Field(description="paired_t (same seeds), welch_t, or none (too few values)")
     n_variant: int
     n_baseline: int
+    no_spread: bool = Field(False, description="every seed gave the same difference: the t test is degenerate")
 
 
 class Report(BaseModel):

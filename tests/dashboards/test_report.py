@@ -75,6 +75,18 @@ def test_markdown_bolds_the_best_and_escapes_labels() -> None:
     assert 'rskd\\[a=1,b="x"\\]' in md and "| ref |" in md and "†" in md
 
 
+def test_a_degenerate_t_test_is_marked() -> None:
+    data = sweep()
+    t = data.trials
+    for seed in (0, 1, 2):  # the variant beats ce by exactly the same margin on every seed
+        ce = float(t.loc[(t["variant"] == "ce") & (t["seed"] == seed), "final_top1"].iloc[0])
+        t.loc[(t["variant"] == 'rskd[a=1,b="x"]') & (t["seed"] == seed), "final_top1"] = ce + 0.01
+    rep = build_report(data)
+    (c,) = [c for c in rep["comparisons"] if c["variant"] == 'rskd[a=1,b="x"]' and c["baseline"] == "ce"]
+    assert c["no_spread"] and c["p"] == 0.0
+    assert "0‡ |" in markdown(rep) and "$^\\ddagger$" in latex(rep)
+
+
 def test_latex_is_well_formed_booktabs() -> None:
     tex = latex(build_report(sweep()), baseline="label_smoothing")
     for env in ("table", "tabular"):

@@ -62,6 +62,10 @@ def test_no_spread_gives_a_point_interval() -> None:
     c = compare({0: 0.75, 1: 0.5}, {0: 0.5, 1: 0.25})  # every difference is exactly 0.25
     assert c.test == "paired_t" and c.p == 0.0 and c.ci95 == pytest.approx((0.25, 0.25))
     assert compare({0: 0.9, 1: 0.8}, {0: 0.9, 1: 0.8}).p == 1.0
+    # one more correct image out of 359 on every seed: equal differences up to floating-point noise
+    noisy = compare({0: 355 / 359, 1: 351 / 359, 2: 350 / 359}, {0: 354 / 359, 1: 350 / 359, 2: 349 / 359})
+    assert noisy.no_spread and noisy.p == 0.0 and noisy.ci95 == pytest.approx((1 / 359, 1 / 359))
+    assert not compare(A, B).no_spread
 
 
 def test_holm_by_hand() -> None:
