@@ -66,7 +66,8 @@ def deltas(report: dict[str, Any]) -> bytes:
     scale = 100.0 if col in PERCENT else 1.0
     baselines = list(dict.fromkeys(c["baseline"] for c in comps))
     variants = list(dict.fromkeys(c["variant"] for c in comps))
-    fig = Figure(figsize=(7.5, max(2.8, 0.9 + 0.45 * len(variants) * len(baselines))))
+    longest = max(len(f"{v} − {b}") for v in variants for b in baselines)
+    fig = Figure(figsize=(6.0 + 0.06 * longest, max(2.8, 0.9 + 0.32 * len(variants) * len(baselines))))
     ax = fig.add_subplot()
     y = 0
     ticks, labels = [], []
