@@ -144,6 +144,11 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     client = MlflowClient(ctx.tracking_uri)
     run_id = ctx.run_ids[trial.trial_id]
+    if client.get_run(run_id).info.status == "FINISHED":
+        # finished before the driver died: Tune's restored state (saved every few seconds) may predate the end,
+        # but MLflow has it — a finished trial is never run again, not even its last epoch's bookkeeping
+        log.info("trial %s already FINISHED in run %s: nothing to do", trial.trial_id, run_id)
+        return
     workdir = Path(tempfile.mkdtemp(prefix=f"rskd-trial-{trial.trial_id}-"))
     try:
         resume_from = None
