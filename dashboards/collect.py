@@ -84,13 +84,18 @@ def experiment_ids(client: Any, name: str | None) -> list[str]:
     return [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
 
 
-def trial_runs(client: Any, sweep_id: str, experiment: str | None = None) -> list[Any]:
-    """The sweep's child (trial) runs."""
+def sweep_runs(client: Any, sweep_id: str, experiment: str | None = None, kind: str | None = None) -> list[Any]:
+    """The sweep's runs (``kind``: ``trial`` for the children, ``sweep`` for the parent, None for both)."""
     exps = experiment_ids(client, experiment)
     if not exps:
         return []
-    query = f"tags.`rskd.sweep_id` = '{sweep_id}' and tags.`rskd.kind` = 'trial'"
+    query = f"tags.`rskd.sweep_id` = '{sweep_id}'" + (f" and tags.`rskd.kind` = '{kind}'" if kind else "")
     return list(client.search_runs(exps, filter_string=query, max_results=10_000))
+
+
+def trial_runs(client: Any, sweep_id: str, experiment: str | None = None) -> list[Any]:
+    """The sweep's child (trial) runs."""
+    return sweep_runs(client, sweep_id, experiment, kind="trial")
 
 
 def collect(client: Any, sweep_id: str, experiment: str | None = None) -> SweepData:

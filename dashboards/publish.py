@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dashboards.collect import collect, experiment_ids
+from dashboards.collect import collect, sweep_runs
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
 from dashboards.report import build_report
@@ -50,9 +50,7 @@ def publish(
 
 
 def parent_run(client: Any, sweep_id: str) -> Any:
-    exps = experiment_ids(client, None)
-    query = f"tags.`rskd.sweep_id` = '{sweep_id}' and tags.`rskd.kind` = 'sweep'"
-    runs = client.search_runs(exps, query) if exps else []
+    runs = sweep_runs(client, sweep_id, kind="sweep")
     if not runs:
         raise SystemExit(f"no sweep {sweep_id!r} in this MLflow store (check --tracking-uri)")
     return runs[0]

@@ -6,17 +6,34 @@ import asyncio
 import json
 from typing import Any
 
+from fastapi.responses import PlainTextResponse, Response
+
 from dashboards.plots import render_plots
+from dashboards.render import FORMATS
 from dashboards.report import build_report
 from service.deps import Services
 from service.models import SweepRow
 from service.trials import TrialView
 
+TEXT_MEDIA = {"md": "text/markdown; charset=utf-8", "latex": "application/x-latex; charset=utf-8",
+              "csv": "text/csv; charset=utf-8"}  # fmt: skip
+
+
+def _objective(row: SweepRow) -> dict[str, str] | None:
+    objective: dict[str, str] | None = json.loads(row.spec_json).get("objective")
+    return objective
+
 
 async def sweep_report(services: Services, row: SweepRow) -> dict[str, Any]:
     data = await services.trial_cache.data(row)
-    objective = json.loads(row.spec_json).get("objective")
-    return await asyncio.to_thread(build_report, data, objective)
+    return await asyncio.to_thread(build_report, data, _objective(row))
+
+
+def report_text(
+    report: dict[str, Any], fmt: str, baseline: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    """The report as a Markdown, LaTeX or CSV table (ValueError for a baseline the sweep does not have)."""
+    return PlainTextResponse(FORMATS[fmt](report, baseline), media_type=TEXT_MEDIA[fmt], headers=headers)
 
 
 def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], float | None]:
@@ -26,7 +43,7 @@ def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], fl
         by_state[t.status] = by_state.get(t.status, 0) + 1
     if len(trials) < row.trials:
         by_state["SCHEDULED"] = by_state.get("SCHEDULED", 0) + row.trials - len(trials)
-    objective = json.loads(row.spec_json).get("objective") or {}
+    objective = _objective(row) or {}
     metric = objective.get("metric", "test/top1")
     best_key = "best/test_top1" if metric == "test/top1" else metric
     values = [t.metrics.get(best_key, t.metrics.get(metric)) for t in trials]
@@ -38,5 +55,5 @@ def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], fl
 async def sweep_plots(services: Services, row: SweepRow) -> dict[str, bytes]:
     """Every plot of the sweep (rendered once per cached data: closed sweeps never again)."""
     data = await services.trial_cache.data(row)
-    report = await sweep_report(services, row)
-    return await services.trial_cache.get(row, "plots", lambda: render_plots(data, report))
+    objective = _objective(row)
+    return await services.trial_cache.get(row, "plots", lambda: render_plots(data, build_report(data, objective)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from dashboards.collect import SweepData, collect, experiment_ids, trial_runs
+from dashboards.collect import SweepData, collect, sweep_runs, trial_runs
 from service.schemas import TrialRead as TrialView
 
 
@@ -60,10 +60,7 @@ class MlflowTrials:
 
     def kill_unfinished(self, sweep_id: str) -> int:
         """Mark every SCHEDULED or RUNNING trial run (and the parent run) of a sweep whose job has ended KILLED."""
-        exps = experiment_ids(self.client, None)
-        if not exps:
-            return 0
-        runs = self.client.search_runs(exps, filter_string=f"tags.`rskd.sweep_id` = '{sweep_id}'", max_results=10_000)
+        runs = sweep_runs(self.client, sweep_id)
         n = 0
         for r in runs:
             if r.info.status in ("SCHEDULED", "RUNNING"):

@@ -4,7 +4,12 @@ fault test kills."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 
 def free_port() -> int:
@@ -26,3 +31,16 @@ def processes_matching(*needles: str) -> list[int]:
         if all(n in cmd for n in needles):
             pids.append(int(entry.name))
     return pids
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``check`` until it is true; a server not answering yet (HTTP, socket, slow CLI) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, subprocess.TimeoutExpired):
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not within {timeout:.0f} s")

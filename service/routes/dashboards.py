@@ -13,20 +13,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from dashboards.pages import index_page, login_page, sweep_page
 from dashboards.plots import grid_axes
-from dashboards.render import FORMATS
-from service.deps import Services, ServicesDep, bearer, in_db, token_ok
+from service.deps import ServicesDep, bearer, in_db, token_ok
 from service.models import SweepRow
-from service.reports import progress, sweep_plots, sweep_report
-from service.routes.sweeps import _get
+from service.reports import progress, report_text, sweep_plots, sweep_report
+from service.routes.sweeps import _row
 
 COOKIE = "rskd_token"
 router = APIRouter(prefix="/dashboards", include_in_schema=False)
-MEDIA = {"md": "text/markdown; charset=utf-8", "tex": "application/x-latex; charset=utf-8",
-         "csv": "text/csv; charset=utf-8"}  # fmt: skip
 
 
 def page_auth(request: Request, services: ServicesDep) -> None:
@@ -35,10 +32,6 @@ def page_auth(request: Request, services: ServicesDep) -> None:
 
 
 Auth = Depends(page_auth)
-
-
-async def _row(services: Services, sweep_id: str) -> SweepRow:
-    return await in_db(services, lambda repo: _get(repo, sweep_id))
 
 
 @router.get("", response_class=HTMLResponse, dependencies=[Auth])
@@ -92,8 +85,7 @@ async def download(
     filename = {"Content-Disposition": f'inline; filename="{sweep_id}.{fmt}"'}
     if fmt == "json":
         return JSONResponse(rep, headers=filename)
-    text = FORMATS["latex" if fmt == "tex" else fmt](rep, None)
-    return PlainTextResponse(text, media_type=MEDIA[fmt], headers=filename)
+    return report_text(rep, "latex" if fmt == "tex" else fmt, None, filename)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -9,13 +9,12 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from dashboards.render import FORMATS
 from service.deps import Services, ServicesDep, in_db, run_in_db
 from service.models import SweepRow
-from service.reports import progress, sweep_report
+from service.reports import TEXT_MEDIA, progress, report_text, sweep_report
 from service.repository import TERMINAL, SweepRepository
 from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.settings import Settings
@@ -209,15 +208,11 @@ async def resume_sweep(sweep_id: str, services: ServicesDep) -> Any:
     return _read(row)
 
 
-REPORT_MEDIA = {"md": "text/markdown; charset=utf-8", "latex": "application/x-latex; charset=utf-8",
-                "csv": "text/csv; charset=utf-8"}  # fmt: skip
-
-
 @router.get(
     "/{sweep_id}/report",
     response_model=Report,
     responses={
-        200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in REPORT_MEDIA.values()}},
+        200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in TEXT_MEDIA.values()}},
         **problem_responses(404, 422, 503),
     },
 )
@@ -239,7 +234,6 @@ async def get_report(
     if format == "json":
         return rep
     try:
-        text = FORMATS[format](rep, baseline)
+        return report_text(rep, format, baseline)
     except ValueError as err:
         return _problem(422, str(err))
-    return PlainTextResponse(text, media_type=REPORT_MEDIA[format])

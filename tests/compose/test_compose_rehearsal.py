@@ -12,8 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from tests.compose.tool import ROOT, config_json
-from tests.procs import free_port
+from tests.procs import free_port, wait_for
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -51,18 +50,6 @@ class Rewrite:
         for old, new in self.pairs:
             value = value.replace(old, new)
         return value
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError, subprocess.TimeoutExpired):
-            pass
-        time.sleep(1.0)
-    raise TimeoutError(f"{what} not within {timeout:.0f} s")
 
 
 def _exe(cmd: list[str]) -> list[str]:
@@ -147,7 +134,7 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
         for name in ("mlflow", "ray-head", "ray-worker-cpu", "api"):  # the order depends_on gives
             start(name)
             try:
-                wait_until(lambda n=name: healthy(n), 180, f"{name}'s healthcheck")  # type: ignore[misc]
+                wait_for(lambda n=name: healthy(n), 180, f"{name}'s healthcheck", interval=1.0)  # type: ignore[misc]
             except TimeoutError:
                 raise AssertionError(logs()) from None
         seen: list[str] = []
@@ -159,7 +146,7 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
             return out.split("Active:")[1].split("Pending:")[0].count("node_") == 2
 
         try:
-            wait_until(two_nodes, 90, "the worker to join the head")
+            wait_for(two_nodes, 90, "the worker to join the head", interval=1.0)
         except TimeoutError:
             raise AssertionError([*seen[-1:], logs()]) from None
 
@@ -178,7 +165,7 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
             return httpx.get(f"{url}/v1/sweeps/{sid}", headers=auth).json()["status"] in ("SUCCEEDED", "FAILED")
 
         try:
-            wait_until(ended, 400, "the sweep to end")
+            wait_for(ended, 400, "the sweep to end", interval=1.0)
         except TimeoutError:
             raise AssertionError(logs()) from None
         detail = httpx.get(f"{url}/v1/sweeps/{sid}", headers=auth).json()

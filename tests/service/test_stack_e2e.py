@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,29 +18,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.procs import free_port, processes_matching, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SMOKE = yaml.safe_load((ROOT / "examples" / "sweeps" / "digits_smoke.yaml").read_text())
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not within {timeout:.0f} s")
 
 
 @dataclass
@@ -281,8 +264,6 @@ def test_report_equals_a_recomputation_from_mlflow_and_the_pages_render(stack: S
 def test_a_killed_driver_fails_the_sweep_and_resume_finishes_it(stack: Stack) -> None:
     """SIGKILL of the sweep's Ray Job driver: the sweep turns FAILED with Ray's reason, its unfinished runs are
     closed; POST /resume finishes it without re-running the trials that had finished."""
-    from tests.procs import processes_matching
-
     spec = two_trials(seeds=[0, 1], baselines=[], max_concurrent_trials=1, max_failures=0)
     spec["base"] = {**spec["base"], "optim": {**spec["base"]["optim"], "epochs": 8}}
     sid = submit(stack, spec)

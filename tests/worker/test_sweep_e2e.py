@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.procs import processes_matching
+from tests.procs import free_port, processes_matching
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "examples" / "sweeps" / "digits_smoke.yaml"
@@ -133,41 +132,17 @@ def test_an_invalid_spec_is_refused_before_anything_starts(tmp_path: Path) -> No
     assert not (tmp_path / "home" / "storage").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    proc = subprocess.Popen(
-        [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    port = free_port()
+    proc = start_mlflow(tmp_path / "server.db", tmp_path / "artifacts", port)
     url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    try:
+        wait_healthy(url)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_sweep_logs_to_a_real_mlflow_server_over_http(tmp_path: Path, mlflow_server: str) -> None:
@@ -261,7 +236,7 @@ def test_mlflow_down_mid_sweep_training_goes_on_and_every_epoch_arrives(tmp_path
     """The MLflow server is stopped after epoch 2 and started again OUTAGE_S later: the trial keeps training, the
     epochs of the outage arrive (stamped with the time they were recorded, inside the outage), each exactly once."""
     outage_s = float(os.environ.get("RSKD_TEST_MLFLOW_OUTAGE_S", "15"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_mlflow(tmp_path / "server.db", tmp_path / "artifacts", port)
     try:
