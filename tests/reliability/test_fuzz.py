@@ -45,8 +45,11 @@ def test_fuzzed_api_never_fails_and_keeps_its_schema(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
+        config = tmp_path / "schemathesis.toml"  # its crash cache goes to the temporary directory, never the checkout
+        config.write_text(f'[cache]\ndirectory = "{tmp_path / "st-cache"}"\n')
         out = subprocess.run(
-            [str(BIN / "st"), "run", f"{url}/openapi.json", "-H", f"Authorization: Bearer {token}",
+            [str(BIN / "st"), "--config-file", str(config), "run", f"{url}/openapi.json",
+             "-H", f"Authorization: Bearer {token}",
              "--max-examples", os.environ.get("RSKD_FUZZ_EXAMPLES", "120"), "--seed",
              os.environ.get("RSKD_FUZZ_SEED", "20261128"), "--checks", "all", "--exclude-checks",
              "positive_data_acceptance,negative_data_rejection", "--no-color"],
