@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dashboards.render import note, table
+from worker.states import ACTIVE
 
 STATIC = Path(__file__).with_name("static")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -43,7 +44,7 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
             progress = {"done": round(100 * done / n, 1), "failed": round(100 * failed / n, 1)}
         rows.append({**s, "done": done, "failed": failed, "progress": progress, "best": _pct(s.get("best"))
                      if s.get("best") is not None else None, "created": str(s["created_at"])[:19]})  # fmt: skip
-    active = any(s["status"] in ("PENDING", "SUBMITTED", "RUNNING") for s in sweeps)
+    active = any(s["status"] in ACTIVE for s in sweeps)
     return (
         environment()
         .get_template("index.html")
@@ -76,7 +77,7 @@ def sweep_page(
          else None}
         for t in trials
     ]  # fmt: skip
-    active = sweep["status"] in ("PENDING", "SUBMITTED", "RUNNING")
+    active = sweep["status"] in ACTIVE
     return (
         environment()
         .get_template("sweep.html")

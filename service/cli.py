@@ -28,11 +28,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from worker.states import TERMINAL
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RSKD sweeps: train, serve, submit, compare.")
 sweeps_app = typer.Typer(no_args_is_help=True, help="Sweeps on the service.")
 app.add_typer(sweeps_app, name="sweeps")
 console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 def home() -> Path:

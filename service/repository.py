@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.models import SweepRow
-
-ACTIVE = ("PENDING", "SUBMITTED", "RUNNING")
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+from worker.states import ACTIVE, TERMINAL, SweepStatus
 
 
 def now() -> datetime:
@@ -34,7 +32,7 @@ class SweepRepository:
         row = SweepRow(
             id=new_sweep_id(),
             name=name,
-            status="PENDING",
+            status=SweepStatus.PENDING,
             spec_json=spec_json,
             spec_hash=spec_hash,
             idempotency_key=idempotency_key,
@@ -54,7 +52,7 @@ class SweepRepository:
     def by_idempotency_key(self, key: str) -> SweepRow | None:
         return self.s.scalars(select(SweepRow).where(SweepRow.idempotency_key == key)).first()
 
-    def page(self, *, status: str | None, limit: int, offset: int) -> tuple[list[SweepRow], int]:
+    def page(self, *, status: SweepStatus | None, limit: int, offset: int) -> tuple[list[SweepRow], int]:
         q = select(SweepRow)
         count = select(func.count()).select_from(SweepRow)
         if status:
@@ -71,7 +69,9 @@ class SweepRepository:
     def active(self) -> Sequence[SweepRow]:
         return self.s.scalars(select(SweepRow).where(SweepRow.status.in_(ACTIVE))).all()
 
-    def update(self, row: SweepRow, *, status: str | None = None, message: str | None = None, **fields: object) -> None:
+    def update(
+        self, row: SweepRow, *, status: SweepStatus | None = None, message: str | None = None, **fields: object
+    ) -> None:
         if status is not None and status != row.status:
             row.status = status
             if status in TERMINAL:

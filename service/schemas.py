@@ -7,11 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from worker.states import SweepStatus
+
 
 class SweepRead(BaseModel):
     id: str
     name: str
-    status: str
+    status: SweepStatus
     trials: int
     created_at: datetime
     updated_at: datetime

@@ -11,19 +11,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from worker.states import SweepStatus
+
 # Ray job states → sweep states
 JOB_TO_SWEEP = {
-    "PENDING": "SUBMITTED",
-    "RUNNING": "RUNNING",
-    "SUCCEEDED": "SUCCEEDED",
-    "FAILED": "FAILED",
-    "STOPPED": "CANCELLED",
+    "PENDING": SweepStatus.SUBMITTED,
+    "RUNNING": SweepStatus.RUNNING,
+    "SUCCEEDED": SweepStatus.SUCCEEDED,
+    "FAILED": SweepStatus.FAILED,
+    "STOPPED": SweepStatus.CANCELLED,
 }
 
 
 @dataclass(frozen=True)
 class JobState:
-    status: str  # a sweep status
+    status: SweepStatus
     message: str | None = None
 
 
@@ -100,7 +102,7 @@ class RayJobSubmitter:
             info = self.client.get_job_info(job_id)
         except RuntimeError:  # unknown job (e.g. the cluster was restarted)
             return None
-        return JobState(JOB_TO_SWEEP.get(str(info.status), "RUNNING"), info.message)
+        return JobState(JOB_TO_SWEEP.get(str(info.status), SweepStatus.RUNNING), info.message)
 
     def stop(self, job_id: str) -> None:
         self.client.stop_job(job_id)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 
 from service.deps import Services
-from service.repository import TERMINAL, SweepRepository
+from service.repository import SweepRepository
+from worker.states import TERMINAL, SweepStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,13 @@ def sync_once(services: Services) -> None:
                 log.warning("cannot read job %s: %s", job_id, err)
                 continue
             if state is None:
-                if row.status == "PENDING":  # stored, never submitted (the service died in between): submit now
+                # stored, never submitted (the service died in between): submit now
+                if row.status == SweepStatus.PENDING:
                     submit(services, repo, row.id)
                 else:
-                    repo.update(row, status="FAILED", message=f"Ray has no job {job_id} (was the cluster restarted?)")
+                    repo.update(
+                        row, status=SweepStatus.FAILED, message=f"Ray has no job {job_id} (was the cluster restarted?)"
+                    )
                 continue
             if state.status != row.status:
                 repo.update(row, status=state.status, message=state.message if state.status in TERMINAL else None)
@@ -66,8 +70,10 @@ def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: 
         services.submitter.submit(job_id, row.id, row.spec_json, resume=resume)
     except Exception as err:
         if "already exists" in str(err):  # submitted before a crash: adopt it
-            repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, runs_closed=False)
+            repo.update(row, status=SweepStatus.SUBMITTED, job_id=job_id, attempts=row.attempts + 1, runs_closed=False)
             return
-        repo.update(row, status="FAILED", message=f"could not submit to Ray: {err}")
+        repo.update(row, status=SweepStatus.FAILED, message=f"could not submit to Ray: {err}")
         raise
-    repo.update(row, status="SUBMITTED", job_id=job_id, attempts=row.attempts + 1, message="", runs_closed=False)
+    repo.update(
+        row, status=SweepStatus.SUBMITTED, job_id=job_id, attempts=row.attempts + 1, message="", runs_closed=False
+    )

@@ -17,8 +17,8 @@ from typing import Any, TypeVar, cast
 
 from dashboards.collect import SweepData
 from service.models import SweepRow
-from service.repository import TERMINAL
 from service.trials import TrialSource, TrialView
+from worker.states import TERMINAL
 
 T = TypeVar("T")
 Key = tuple[str, str, int]

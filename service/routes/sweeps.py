@@ -15,15 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from service.deps import Services, ServicesDep, in_db, run_in_db
 from service.models import SweepRow
 from service.reports import TEXT_MEDIA, progress, report_text, sweep_report
-from service.repository import TERMINAL, SweepRepository
+from service.repository import SweepRepository
 from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.settings import Settings
 from service.sync import submit
 from service.trials import TrialView
 from worker.spec import SpecError, SweepSpec, Trial, data_path_problems, expand, parse_spec
+from worker.states import RESUMABLE, TERMINAL, SweepStatus
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
-STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 SPEC_SCHEMA = SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")
 SPEC_DEFS = {"SweepSpec": {k: v for k, v in SPEC_SCHEMA.items() if k != "$defs"}, **SPEC_SCHEMA.get("$defs", {})}
 SPEC_BODY = {
@@ -148,7 +148,7 @@ def _submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume:
 @router.get("", response_model=SweepList)
 def list_sweeps(
     services: ServicesDep,
-    status_filter: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+    status_filter: Annotated[SweepStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> SweepList:
@@ -188,7 +188,7 @@ async def cancel_sweep(sweep_id: str, services: ServicesDep) -> Any:
 
     def mark(repo: SweepRepository) -> SweepRow:
         current = _get(repo, sweep_id)
-        repo.update(current, status="CANCELLED", message="cancelled by request")
+        repo.update(current, status=SweepStatus.CANCELLED, message="cancelled by request")
         return current
 
     return _read(await in_db(services, mark))
@@ -199,7 +199,7 @@ async def cancel_sweep(sweep_id: str, services: ServicesDep) -> Any:
 )
 async def resume_sweep(sweep_id: str, services: ServicesDep) -> Any:
     row = await _row(services, sweep_id)
-    if row.status not in ("FAILED", "CANCELLED"):
+    if row.status not in RESUMABLE:
         return _problem(409, f"sweep {sweep_id} is {row.status}; only FAILED or CANCELLED sweeps can be resumed")
     try:
         row = await in_db(services, lambda repo: _submit(services, repo, sweep_id, resume=row.attempts > 0))
