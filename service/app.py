@@ -24,6 +24,7 @@ from service.deps import Services, require_token
 from service.routes import dashboards, health, sweeps
 from service.settings import Settings
 from service.submitter import RayJobSubmitter, Submitter
+from service.sweeps import Refused
 from service.sync import sync_once
 from service.trial_cache import TrialCache
 from service.trials import MlflowTrials, TrialSource
@@ -109,6 +110,10 @@ def _problems_everywhere(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "problems": exc.problems}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Request, status
 
 from service.db import Database
+from service.models import SweepRow
 from service.repository import SweepRepository
 from service.settings import Settings
 from service.submitter import Submitter
@@ -49,6 +50,17 @@ async def in_db(services: Services, fn: Callable[[SweepRepository], T]) -> T:
     held while waiting for MLflow let 50 concurrent requests exhaust the connection pool, and the threads waiting for
     a connection starved the teardowns that would have returned one (a deadlock until the pool timed out)."""
     return await asyncio.to_thread(run_in_db, services, fn)
+
+
+async def get_sweep_row(sweep_id: str, services: ServicesDep) -> SweepRow:
+    """The sweep the path names (404 when there is none), read on its own short session."""
+    row = await in_db(services, lambda repo: repo.get(sweep_id))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no sweep {sweep_id!r}")
+    return row
+
+
+SweepDep = Annotated[SweepRow, Depends(get_sweep_row)]
 
 
 def token_ok(settings: Settings, given: str) -> bool:

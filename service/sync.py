@@ -10,6 +10,7 @@ import logging
 
 from service.deps import Services
 from service.repository import SweepRepository
+from service.sweeps import submit
 from worker.states import TERMINAL, SweepStatus
 
 log = logging.getLogger(__name__)
@@ -51,29 +52,9 @@ def sync_once(services: Services) -> None:
 
 def close_runs(services: Services, sweep_id: str) -> bool:
     """After a job ended: any run still SCHEDULED or RUNNING is KILLED (its process is gone). True when done."""
-    kill = getattr(services.trials, "kill_unfinished", None)
-    if kill is None:
-        return True
     try:
-        kill(sweep_id)
+        services.trials.kill_unfinished(sweep_id)
     except Exception as err:
         log.warning("cannot close the runs of %s: %s", sweep_id, err)
         return False
     return True
-
-
-def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> None:
-    row = repo.get(sweep_id)
-    assert row is not None
-    job_id = row.id if row.attempts == 0 else f"{row.id}-r{row.attempts}"
-    try:
-        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume)
-    except Exception as err:
-        if "already exists" in str(err):  # submitted before a crash: adopt it
-            repo.update(row, status=SweepStatus.SUBMITTED, job_id=job_id, attempts=row.attempts + 1, runs_closed=False)
-            return
-        repo.update(row, status=SweepStatus.FAILED, message=f"could not submit to Ray: {err}")
-        raise
-    repo.update(
-        row, status=SweepStatus.SUBMITTED, job_id=job_id, attempts=row.attempts + 1, message="", runs_closed=False
-    )

@@ -16,6 +16,8 @@ class TrialSource(Protocol):
 
     def ping(self) -> None: ...
 
+    def kill_unfinished(self, sweep_id: str) -> int: ...
+
 
 class MlflowTrials:
     def __init__(self, tracking_uri: str) -> None:

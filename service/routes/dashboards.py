@@ -17,10 +17,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from dashboards.pages import index_page, login_page, sweep_page
 from dashboards.plots import grid_axes
-from service.deps import ServicesDep, bearer, in_db, token_ok
+from service.deps import ServicesDep, SweepDep, bearer, in_db, token_ok
 from service.models import SweepRow
 from service.reports import progress, report_text, sweep_plots, sweep_report
-from service.routes.sweeps import _row
 
 COOKIE = "rskd_token"
 router = APIRouter(prefix="/dashboards", include_in_schema=False)
@@ -52,8 +51,7 @@ async def index(services: ServicesDep) -> HTMLResponse:
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse, dependencies=[Auth])
-async def sweep(sweep_id: str, services: ServicesDep) -> HTMLResponse:
-    row = await _row(services, sweep_id)
+async def sweep(row: SweepDep, services: ServicesDep) -> HTMLResponse:
     info = {"id": row.id, "name": row.name, "status": row.status, "message": row.message,
             "spec": json.loads(row.spec_json)}  # fmt: skip
     links = services.settings.ui_links()
@@ -69,8 +67,7 @@ async def sweep(sweep_id: str, services: ServicesDep) -> HTMLResponse:
 
 
 @router.get("/sweeps/{sweep_id}/plots/{name}.png", dependencies=[Auth])
-async def plot(sweep_id: str, name: str, services: ServicesDep) -> Response:
-    row = await _row(services, sweep_id)
+async def plot(row: SweepDep, name: str, services: ServicesDep) -> Response:
     plots = await sweep_plots(services, row)
     if name not in plots:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no plot {name!r}; this sweep has {sorted(plots)}")
@@ -79,10 +76,10 @@ async def plot(sweep_id: str, name: str, services: ServicesDep) -> Response:
 
 @router.get("/sweeps/{sweep_id}/report.{fmt}", dependencies=[Auth])
 async def download(
-    sweep_id: str, services: ServicesDep, fmt: Annotated[str, Path(pattern="^(md|tex|csv|json)$")]
+    row: SweepDep, services: ServicesDep, fmt: Annotated[str, Path(pattern="^(md|tex|csv|json)$")]
 ) -> Response:
-    rep = await sweep_report(services, await _row(services, sweep_id))
-    filename = {"Content-Disposition": f'inline; filename="{sweep_id}.{fmt}"'}
+    rep = await sweep_report(services, row)
+    filename = {"Content-Disposition": f'inline; filename="{row.id}.{fmt}"'}
     if fmt == "json":
         return JSONResponse(rep, headers=filename)
     return report_text(rep, "latex" if fmt == "tex" else fmt, None, filename)

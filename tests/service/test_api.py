@@ -169,7 +169,7 @@ def test_trials_detail_and_report_from_the_trial_source(client: TestClient, fake
     assert "\\begin{tabular}" in tex and "\\bottomrule" in tex
     assert client.get(f"/v1/sweeps/{sid}/report", params={"format": "csv"}).text.startswith("variant,role,method,n")
     bad = client.get(f"/v1/sweeps/{sid}/report", params={"format": "md", "baseline": "nope"})
-    assert bad.status_code == 422 and "choose one of ['ce']" in bad.json()["detail"]
+    assert bad.status_code == 404 and "choose one of ['ce']" in bad.json()["detail"]  # a missing sub-resource
 
 
 def test_sync_follows_the_job_and_closes_runs(client: TestClient, fakes: Any) -> None:
