@@ -15,12 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-METRICS = ("top1", "top5", "nll", "ece")
-HIGHER_IS_BETTER = {"top1": True, "top5": True, "nll": False, "ece": False}
-TRIAL_COLUMNS = [
-    "trial_id", "run_id", "experiment_id", "variant", "role", "method", "seed", "status", "stopped_early",
-    "epochs_done", *(f"{w}_{m}" for m in METRICS for w in ("final", "best")),
-]  # fmt: skip
+from dashboards.layout import KIND_TRIAL, METRICS, TrialRecord, sweep_filter
+
+RECORD_COLUMNS = ["trial_id", "run_id", "experiment_id", "variant", "role", "method", "seed", "status",
+                  "stopped_early", "epochs_done"]  # fmt: skip
+TRIAL_COLUMNS = [*RECORD_COLUMNS, *(f"{w}_{m}" for m in METRICS for w in ("final", "best"))]
 CURVE_COLUMNS = ["run_id", "variant", "seed", "metric", "epoch", "value"]
 
 
@@ -36,28 +35,16 @@ def _knob_value(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, list | dict) else v
 
 
-def trial_row(run: Any, histories: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
-    """One trial's row from an MLflow run and its test-metric histories (metric → [(epoch, value)])."""
-    tags, metrics = run.data.tags, run.data.metrics
-    row: dict[str, Any] = {
-        "trial_id": tags["rskd.trial_id"],
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
-        "variant": tags.get("rskd.variant", ""),
-        "role": tags.get("rskd.role", ""),
-        "method": tags.get("rskd.method", ""),
-        "seed": int(tags.get("rskd.seed", "0")),
-        "status": run.info.status,
-        "stopped_early": tags.get("rskd.stopped_early") == "true",
-        "epochs_done": int(metrics.get("epoch", 0)),
-    }
-    for m in METRICS:
-        points = histories.get(f"test/{m}", [])
+def trial_row(record: TrialRecord, histories: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
+    """One trial's row from its MLflow record and its test-metric histories (metric → [(epoch, value)])."""
+    row: dict[str, Any] = {c: getattr(record, c) for c in RECORD_COLUMNS}
+    for m, info in METRICS.items():
+        points = histories.get(info.key, [])
         values = [v for _, v in points]
-        final = metrics.get(f"final/test_{m}")
+        final = record.metrics.get(info.final_key)
         row[f"final_{m}"] = final if final is not None else (points[-1][1] if points else None)
-        row[f"best_{m}"] = (max(values) if HIGHER_IS_BETTER[m] else min(values)) if values else None
-    for k, v in json.loads(tags.get("rskd.knobs", "{}")).items():
+        row[f"best_{m}"] = info.best_of(values) if values else None
+    for k, v in record.knobs.items():
         row[k] = _knob_value(v)
     return row
 
@@ -89,27 +76,25 @@ def sweep_runs(client: Any, sweep_id: str, experiment: str | None = None, kind: 
     exps = experiment_ids(client, experiment)
     if not exps:
         return []
-    query = f"tags.`rskd.sweep_id` = '{sweep_id}'" + (f" and tags.`rskd.kind` = '{kind}'" if kind else "")
-    return list(client.search_runs(exps, filter_string=query, max_results=10_000))
+    return list(client.search_runs(exps, filter_string=sweep_filter(sweep_id, kind), max_results=10_000))
 
 
 def trial_runs(client: Any, sweep_id: str, experiment: str | None = None) -> list[Any]:
     """The sweep's child (trial) runs."""
-    return sweep_runs(client, sweep_id, experiment, kind="trial")
+    return sweep_runs(client, sweep_id, experiment, kind=KIND_TRIAL)
 
 
 def collect(client: Any, sweep_id: str, experiment: str | None = None) -> SweepData:
     """Read the sweep's trial runs (from its experiment when the name is given) and their test-metric histories."""
-    runs = trial_runs(client, sweep_id, experiment)
     rows, curves = [], []
-    for run in runs:
+    for run in trial_runs(client, sweep_id, experiment):
+        record = TrialRecord.from_run(run)
         histories: dict[str, list[tuple[int, float]]] = {}
-        for m in METRICS:
-            if f"test/{m}" not in run.data.metrics:
-                continue
-            history = client.get_metric_history(run.info.run_id, f"test/{m}")
-            histories[f"test/{m}"] = sorted((int(p.step), float(p.value)) for p in history)
-        row = trial_row(run, histories)
+        for info in METRICS.values():
+            if info.key in record.metrics:
+                history = client.get_metric_history(record.run_id, info.key)
+                histories[info.key] = sorted((int(p.step), float(p.value)) for p in history)
+        row = trial_row(record, histories)
         rows.append(row)
         for metric, points in histories.items():
             curves += [

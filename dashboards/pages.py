@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dashboards.render import note, table
+from dashboards.report import Report
 from worker.states import ACTIVE
 
 STATIC = Path(__file__).with_name("static")
@@ -54,7 +55,7 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
 
 def sweep_page(
     sweep: dict[str, Any],
-    report: dict[str, Any] | None,
+    report: Report | None,
     trials: list[dict[str, Any]],
     plots: list[str],
     links: dict[str, str | None],
@@ -68,7 +69,7 @@ def sweep_page(
         states[t["status"]] = states.get(t["status"], 0) + 1
     header: list[str] = []
     rows: list[Any] = []
-    if report is not None and report["variants"]:
+    if report is not None and report.variants:
         header, rows = table(report)
     mlflow = links.get("mlflow")
     view = [
@@ -87,7 +88,7 @@ def sweep_page(
             description=(sweep.get("spec") or {}).get("description"),
             header=header,
             rows=rows,
-            roles=[v["role"] for v in report["variants"]] if report else [],
+            roles=[v.role for v in report.variants] if report else [],
             note=note(report) if report else "",
             downloads=DOWNLOADS,
             plots=plots,

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dashboards.collect import SweepData
-from dashboards.render import PERCENT
-from dashboards.report import counted
+from dashboards.layout import metric_info
+from dashboards.report import Report, counted
 
 PLOTS = ("curves", "deltas", "heatmap")
 
@@ -41,7 +41,7 @@ def curves(data: SweepData, metric: str = "test/top1") -> bytes:
     c = data.curves[(data.curves["metric"] == metric) & data.curves["run_id"].isin(ok)]
     if c.empty:
         return _message(f"no {metric} values yet")
-    scale = 100.0 if metric.endswith(("top1", "top5")) else 1.0  # accuracies are fractions; ECE is logged in %
+    scale = metric_info(metric).scale  # accuracies are fractions; ECE is logged in %
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
     for variant, g in c.groupby("variant", sort=False):
@@ -58,14 +58,13 @@ def curves(data: SweepData, metric: str = "test/top1") -> bytes:
     return _png(fig)
 
 
-def deltas(report: dict[str, Any]) -> bytes:
-    comps = [c for c in report["comparisons"] if c["delta"] is not None]
+def deltas(report: Report) -> bytes:
+    comps = [c for c in report.comparisons if c.delta is not None]
     if not comps:
         return _message("no comparison yet (the sweep needs baselines and finished trials)")
-    col = report["objective"]["column"]
-    scale = 100.0 if col in PERCENT else 1.0
-    baselines = list(dict.fromkeys(c["baseline"] for c in comps))
-    variants = list(dict.fromkeys(c["variant"] for c in comps))
+    scale = metric_info(report.objective.column).scale
+    baselines = list(dict.fromkeys(c.baseline for c in comps))
+    variants = list(dict.fromkeys(c.variant for c in comps))
     longest = max(len(f"{v} − {b}") for v in variants for b in baselines)
     fig = Figure(figsize=(6.0 + 0.06 * longest, max(2.8, 0.9 + 0.32 * len(variants) * len(baselines))))
     ax = fig.add_subplot()
@@ -73,18 +72,18 @@ def deltas(report: dict[str, Any]) -> bytes:
     ticks, labels = [], []
     for v in variants:
         for k, b in enumerate(baselines):
-            c = next((c for c in comps if c["variant"] == v and c["baseline"] == b), None)
-            if c is None:
+            c = report.comparison(v, b)
+            if c is None or c.delta is None:
                 continue
-            d = c["delta"] * scale
-            err = None if c["ci95"] is None else [[d - c["ci95"][0] * scale], [c["ci95"][1] * scale - d]]
+            d = c.delta * scale
+            err = None if c.ci95 is None else [[d - c.ci95[0] * scale], [c.ci95[1] * scale - d]]
             ax.errorbar(d, y, xerr=err, fmt="o", color=f"C{k}", capsize=3, label=b if v == variants[0] else None)
             ticks.append(y)
             labels.append(f"{v} − {b}")
             y -= 1
     ax.axvline(0, color="#333", lw=0.8)
     ax.set_yticks(ticks, labels, fontsize=7)
-    ax.set_xlabel(f"Δ {report['objective']['metric']}" + (" (points)" if scale == 100 else "") + ", 95% CI")
+    ax.set_xlabel(f"Δ {report.objective.metric}" + (" (points)" if scale == 100 else "") + ", 95% CI")
     ax.set_title("variant − baseline")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, title="baseline", title_fontsize=7)
@@ -101,16 +100,15 @@ def grid_axes(data: SweepData) -> list[str]:
     return [k for k in data.knobs if k in v and v.groupby("base")[k].nunique(dropna=True).max() > 1]
 
 
-def heatmap(data: SweepData, report: dict[str, Any]) -> bytes | None:
+def heatmap(data: SweepData, report: Report) -> bytes | None:
     axes = grid_axes(data)
     if len(axes) != 2:
         return None
-    means = {v["variant"]: v["mean"] for v in report["variants"]}
+    means = {v.variant: v.mean for v in report.variants}
     t = data.trials[data.trials["role"] == "variant"].drop_duplicates("variant").copy()
     t["base"] = t["variant"].str.split("[", n=1).str[0]
     t["mean"] = t["variant"].map(means)
-    col = report["objective"]["column"]
-    scale = 100.0 if col in PERCENT else 1.0
+    scale = metric_info(report.objective.column).scale
     groups = list(t.groupby("base", sort=False))
     fig = Figure(figsize=(4.2 * len(groups), 3.8))
     for i, (base, g) in enumerate(groups):
@@ -129,7 +127,7 @@ def heatmap(data: SweepData, report: dict[str, Any]) -> bytes | None:
                 light = hi > lo and (val - lo) / (hi - lo) > 0.6
                 ax.text(c, r, f"{val:.2f}", ha="center", va="center", color="k" if light else "w", fontsize=8)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle(f"mean {report['objective']['metric']} over seeds", fontsize=10)
+    fig.suptitle(f"mean {report.objective.metric} over seeds", fontsize=10)
     return _png(fig)
 
 
@@ -137,7 +135,7 @@ def _tick(v: Any) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
-def render_plots(data: SweepData, report: dict[str, Any]) -> dict[str, bytes]:
+def render_plots(data: SweepData, report: Report) -> dict[str, bytes]:
     out = {"curves": curves(data), "deltas": deltas(report)}
     hm = heatmap(data, report)
     if hm is not None:

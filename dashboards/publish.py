@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.collect import collect, sweep_runs
+from dashboards.layout import KIND_SWEEP
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
-from dashboards.report import build_report
+from dashboards.report import Report, build_report
 
 SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
-def write_report(folder: Path, report: dict[str, Any], plots: dict[str, bytes]) -> list[Path]:
+def write_report(folder: Path, report: Report, plots: dict[str, bytes]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = [folder / "report.json"]
-    out[0].write_text(json.dumps(report, indent=2))
+    out[0].write_text(report.model_dump_json(indent=2))
     for fmt, render in FORMATS.items():
         path = folder / f"report.{SUFFIX[fmt]}"
         path.write_text(render(report, None))
@@ -40,7 +41,7 @@ def write_report(folder: Path, report: dict[str, Any], plots: dict[str, bytes]) 
 
 def publish(
     client: Any, sweep_id: str, parent_run_id: str, experiment: str | None, objective: dict[str, str]
-) -> dict[str, Any]:
+) -> Report:
     data = collect(client, sweep_id, experiment)
     report = build_report(data, objective)
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +51,7 @@ def publish(
 
 
 def parent_run(client: Any, sweep_id: str) -> Any:
-    runs = sweep_runs(client, sweep_id, kind="sweep")
+    runs = sweep_runs(client, sweep_id, kind=KIND_SWEEP)
     if not runs:
         raise SystemExit(f"no sweep {sweep_id!r} in this MLflow store (check --tracking-uri)")
     return runs[0]

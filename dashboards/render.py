@@ -15,27 +15,21 @@ from typing import Any
 
 import pandas as pd
 
-from dashboards.report import TABLE_METRICS
+from dashboards.layout import metric_info
+from dashboards.report import TABLE_METRICS, Report
 
-HEADERS = {"final_top1": "Top-1", "best_top1": "Best top-1", "final_top5": "Top-5", "final_nll": "NLL",
-           "final_ece": "ECE"}  # fmt: skip
 ORDER = ["final_top1", "best_top1", "final_top5", "final_nll", "final_ece"]
-LOWER_IS_BETTER = {"final_nll", "final_ece"}
-PERCENT = {"final_top1", "best_top1", "final_top5"}  # fractions shown in %; ECE is logged in % already (METHODS.md)
 
 
-def chosen_baseline(report: dict[str, Any], baseline: str | None) -> str | None:
-    if baseline is not None and baseline not in report["baselines"]:
-        raise ValueError(f"no baseline {baseline!r} in this sweep; choose one of {report['baselines']}")
-    return baseline or (report["baselines"][0] if report["baselines"] else None)
-
-
-def _scale(metric: str) -> float:
-    return 100.0 if metric in PERCENT else 1.0
+def header_label(column: str) -> str:
+    """``final_top1`` → ``Top-1``, ``best_top1`` → ``Best top-1``."""
+    label = metric_info(column).label
+    return f"Best {label[0].lower()}{label[1:]}" if column.startswith("best_") else label
 
 
 def _shown(metric: str, x: float) -> str:
-    return f"{x * _scale(metric):.{3 if metric == 'final_nll' else 2}f}"
+    info = metric_info(metric)
+    return f"{x * info.scale:.{info.decimals}f}"
 
 
 def _fmt(metric: str, mean: float | None, std: float | None) -> str:
@@ -44,23 +38,20 @@ def _fmt(metric: str, mean: float | None, std: float | None) -> str:
     return _shown(metric, mean) + ("" if std is None else f" ± {_shown(metric, std)}")
 
 
-def _best(report: dict[str, Any], metric: str) -> float | None:
-    means = [v["metrics"][metric]["mean"] for v in report["variants"] if v["metrics"][metric]["mean"] is not None]
-    if not means:
-        return None
-    return min(means) if metric in LOWER_IS_BETTER else max(means)
+def _best(report: Report, metric: str) -> float | None:
+    means = [m for v in report.variants if (m := v.metrics[metric].mean) is not None]
+    return metric_info(metric).best_of(means) if means else None
 
 
-def _delta(report: dict[str, Any], variant: str, baseline: str | None) -> tuple[str, str]:
-    metric = report["objective"]["column"]
-    for c in report["comparisons"]:
-        if c["variant"] == variant and c["baseline"] == baseline and c["delta"] is not None:
-            s = _scale(metric)
-            d = f"{c['delta'] * s:+.2f}"
-            if c["ci95"] is not None:
-                d += f" [{c['ci95'][0] * s:+.2f}, {c['ci95'][1] * s:+.2f}]"
-            p = "–" if c["p_holm"] is None else f"{c['p_holm']:.3g}" + ("‡" if c.get("no_spread") else "")
-            return d, p
+def _delta(report: Report, variant: str, baseline: str | None) -> tuple[str, str]:
+    c = report.comparison(variant, baseline)
+    if c is not None and c.delta is not None:
+        s = metric_info(report.objective.column).scale
+        d = f"{c.delta * s:+.2f}"
+        if c.ci95 is not None:
+            d += f" [{c.ci95[0] * s:+.2f}, {c.ci95[1] * s:+.2f}]"
+        p = "–" if c.p_holm is None else f"{c.p_holm:.3g}" + ("‡" if c.no_spread else "")
+        return d, p
     return ("ref", "") if variant == baseline else ("–", "–")
 
 
@@ -70,40 +61,40 @@ class Cell:
     bold: bool = False
 
 
-def table(report: dict[str, Any], baseline: str | None = None) -> tuple[list[str], list[list[Cell]]]:
+def table(report: Report, baseline: str | None = None) -> tuple[list[str], list[list[Cell]]]:
     """Header and rows of the ablation table (the one source of the Markdown, LaTeX and HTML tables)."""
-    baseline = chosen_baseline(report, baseline)
+    baseline = report.chosen_baseline(baseline)
     best = {m: _best(report, m) for m in ORDER}
     rows = []
-    for v in report["variants"]:
-        cells = [Cell(v["variant"]), Cell(f"{v['n']}" + ("†" if v["low_n"] else ""))]
+    for v in report.variants:
+        cells = [Cell(v.variant), Cell(f"{v.n}" + ("†" if v.low_n else ""))]
         for m in ORDER:
-            stat, b = v["metrics"][m], best[m]
-            top = b is not None and stat["mean"] is not None and _shown(m, stat["mean"]) == _shown(m, b)
-            cells.append(Cell(_fmt(m, stat["mean"], stat["std"]), top))  # ties as shown are all bold
-        cells += [Cell(x) for x in _delta(report, v["variant"], baseline)]
+            stat, b = v.metrics[m], best[m]
+            top = b is not None and stat.mean is not None and _shown(m, stat.mean) == _shown(m, b)
+            cells.append(Cell(_fmt(m, stat.mean, stat.std), top))  # ties as shown are all bold
+        cells += [Cell(x) for x in _delta(report, v.variant, baseline)]
         rows.append(cells)
     return _header(report, baseline), rows
 
 
-def _header(report: dict[str, Any], baseline: str | None) -> list[str]:
-    col = report["objective"]["column"]
-    return ["Variant", "n", *(HEADERS[m] for m in ORDER), f"Δ {HEADERS[col]} vs {baseline or '–'} [95% CI]", "p (Holm)"]
+def _header(report: Report, baseline: str | None) -> list[str]:
+    delta = f"Δ {header_label(report.objective.column)} vs {baseline or '–'} [95% CI]"
+    return ["Variant", "n", *(header_label(m) for m in ORDER), delta, "p (Holm)"]
 
 
-def note(report: dict[str, Any]) -> str:
-    o = report["objective"]
+def note(report: Report) -> str:
+    o = report.objective
     return (
         "Mean ± std over seeds of the final epoch; accuracies and ECE in %, NLL in nats. "
-        f"Objective {o['metric']} ({o['mode']}); "
-        f"{report['excluded']} of {report['trials']} trials excluded (failed, killed, unfinished or stopped early); "
+        f"Objective {o.metric} ({o.mode}); "
+        f"{report.excluded} of {report.trials} trials excluded (failed, killed, unfinished or stopped early); "
         "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
         "p Holm-corrected over the sweep's comparisons; ‡ every seed gave the same difference, so the t test has no "
         "spread to judge by (more seeds, or a finer metric)."
     )
 
 
-def markdown(report: dict[str, Any], baseline: str | None = None) -> str:
+def markdown(report: Report, baseline: str | None = None) -> str:
     def esc(c: Cell) -> str:
         text = "".join("\\" + ch if ch in "\\|*_`[]<>" else ch for ch in c.text)
         return f"**{text}**" if c.bold else text
@@ -124,7 +115,7 @@ def latex_escape(s: str) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in s)
 
 
-def latex(report: dict[str, Any], baseline: str | None = None) -> str:
+def latex(report: Report, baseline: str | None = None) -> str:
     """A booktabs ``table`` (needs ``\\usepackage{booktabs}``)."""
     header, rows = table(report, baseline)
     out = [
@@ -136,7 +127,7 @@ def latex(report: dict[str, Any], baseline: str | None = None) -> str:
         " & ".join(latex_escape(h) for h in header) + r" \\",
         r"\midrule",
     ]
-    n_variants = sum(1 for v in report["variants"] if v["role"] == "variant")
+    n_variants = sum(1 for v in report.variants if v.role == "variant")
     for i, cells in enumerate(rows):
         if i == n_variants and 0 < i < len(rows):
             out.append(r"\midrule")
@@ -153,25 +144,24 @@ def latex(report: dict[str, Any], baseline: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def csv(report: dict[str, Any], baseline: str | None = None) -> str:
-    baseline = chosen_baseline(report, baseline)
-    by_variant = {c["variant"]: c for c in report["comparisons"] if c["baseline"] == baseline}
+def csv(report: Report, baseline: str | None = None) -> str:
+    baseline = report.chosen_baseline(baseline)
     rows = []
-    for v in report["variants"]:
-        row: dict[str, Any] = {"variant": v["variant"], "role": v["role"], "method": v["method"], "n": v["n"],
-                               "excluded": v["excluded"]}  # fmt: skip
+    for v in report.variants:
+        row: dict[str, Any] = {"variant": v.variant, "role": v.role, "method": v.method, "n": v.n,
+                               "excluded": v.excluded}  # fmt: skip
         for m in TABLE_METRICS:
-            row[f"{m}_mean"] = v["metrics"][m]["mean"]
-            row[f"{m}_std"] = v["metrics"][m]["std"]
-        c = by_variant.get(v["variant"])
+            row[f"{m}_mean"] = v.metrics[m].mean
+            row[f"{m}_std"] = v.metrics[m].std
+        c = report.comparison(v.variant, baseline)
         row.update(
             baseline=baseline,
-            delta=None if c is None else c["delta"],
-            delta_ci_lo=None if c is None or c["ci95"] is None else c["ci95"][0],
-            delta_ci_hi=None if c is None or c["ci95"] is None else c["ci95"][1],
-            p=None if c is None else c["p"],
-            p_holm=None if c is None else c["p_holm"],
-            test=None if c is None else c["test"],
+            delta=None if c is None else c.delta,
+            delta_ci_lo=None if c is None or c.ci95 is None else c.ci95[0],
+            delta_ci_hi=None if c is None or c.ci95 is None else c.ci95[1],
+            p=None if c is None else c.p,
+            p_holm=None if c is None else c.p_holm,
+            test=None if c is None else c.test,
         )
         rows.append(row)
     buf = io.StringIO()
@@ -179,4 +169,4 @@ def csv(report: dict[str, Any], baseline: str | None = None) -> str:
     return buf.getvalue()
 
 
-FORMATS: dict[str, Callable[[dict[str, Any], str | None], str]] = {"md": markdown, "latex": latex, "csv": csv}
+FORMATS: dict[str, Callable[[Report, str | None], str]] = {"md": markdown, "latex": latex, "csv": csv}

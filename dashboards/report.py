@@ -1,4 +1,4 @@
-"""The comparison report of a sweep (pure: a ``SweepData`` in, a JSON-ready dict out).
+"""The comparison report of a sweep (pure: a ``SweepData`` in, a typed ``Report`` out).
 
 A trial counts when it FINISHED every epoch (not stopped early by ASHA); failed, killed, unfinished and stopped trials
 are excluded and counted per variant. The objective's value per trial is its final (last-epoch) value. Every variant
@@ -9,23 +9,87 @@ flags fewer than 3 counted seeds.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, Field
 
-from dashboards.collect import METRICS, SweepData
-from dashboards.stats import compare, describe, holm
+from dashboards.collect import SweepData
+from dashboards.layout import METRICS, metric_info
+from dashboards.stats import Compared, compare, describe, holm
 
 MIN_N = 3
 TABLE_METRICS = [*(f"final_{m}" for m in METRICS), "best_top1"]
 
 
+class Objective(BaseModel):
+    metric: str = Field(description="test/top1, test/top5, test/nll or test/ece")
+    mode: Literal["max", "min"]
+    column: str = Field(description="the trials' column it is judged on: final_<metric>")
+    value: Literal["final"] = Field("final", description="judged on the last epoch's value, never the best epoch's")
+
+
+class MetricStat(BaseModel):
+    n: int
+    mean: float | None
+    std: float | None
+
+
+class VariantStat(BaseModel):
+    variant: str
+    role: str
+    method: str
+    n: int
+    mean: float | None = Field(description="mean of the objective's final value over the counted seeds")
+    std: float | None
+    ci95: list[float] | None
+    excluded: int = Field(description="trials not counted: failed, killed, unfinished or stopped early")
+    low_n: bool = Field(description="fewer than 3 counted seeds")
+    seeds: list[int]
+    knobs: dict[str, Any]
+    metrics: dict[str, MetricStat]
+
+
+class ComparisonStat(BaseModel):
+    variant: str
+    baseline: str
+    delta: float | None = Field(description="mean(variant) − mean(baseline) of the objective")
+    ci95: list[float] | None
+    p: float | None
+    p_holm: float | None
+    test: str = Field(description="paired_t (same seeds), welch_t, or none (too few values)")
+    n_variant: int
+    n_baseline: int
+    no_spread: bool = Field(False, description="every seed gave the same difference: the t test is degenerate")
+
+
+class Report(BaseModel):
+    """A sweep's comparison against its baselines; accuracies as fractions (JSON: README, "JSON report")."""
+
+    sweep_id: str
+    objective: Objective
+    trials: int
+    excluded: int
+    baselines: list[str]
+    variants: list[VariantStat]
+    comparisons: list[ComparisonStat]
+
+    def comparison(self, variant: str, baseline: str | None) -> ComparisonStat | None:
+        return next((c for c in self.comparisons if c.variant == variant and c.baseline == baseline), None)
+
+    def chosen_baseline(self, baseline: str | None) -> str | None:
+        """``baseline`` when the sweep has it (ValueError otherwise), the first baseline when None."""
+        if baseline is not None and baseline not in self.baselines:
+            raise ValueError(f"no baseline {baseline!r} in this sweep; choose one of {self.baselines}")
+        return baseline or (self.baselines[0] if self.baselines else None)
+
+
 def objective_column(metric: str) -> str:
     """``test/top1`` → ``final_top1`` (the objective is judged on the last epoch)."""
-    name = metric.removeprefix("final/").removeprefix("best/").removeprefix("test/").removeprefix("test_")
-    if name not in METRICS:
-        raise ValueError(f"objective metric {metric!r} is not one of test/{{{','.join(METRICS)}}}")
-    return f"final_{name}"
+    try:
+        return f"final_{metric_info(metric).name}"
+    except KeyError:
+        raise ValueError(f"objective metric {metric!r} is not one of test/{{{','.join(METRICS)}}}") from None
 
 
 def counted(trials: pd.DataFrame) -> pd.Series:
@@ -42,61 +106,71 @@ def _interval(ci: tuple[float, float] | None) -> list[float] | None:
     return None if ci is None else [float(ci[0]), float(ci[1])]
 
 
-def build_report(data: SweepData, objective: dict[str, str] | None = None) -> dict[str, Any]:
-    objective = {"metric": "test/top1", "mode": "max", **(objective or {})}
-    col = objective_column(objective["metric"])
-    trials = data.trials
-    ok = counted(trials)
-    variants: list[dict[str, Any]] = []
-    values: dict[str, dict[int, float]] = {}
-    roles: dict[str, str] = {}
-    for name in dict.fromkeys(trials["variant"]) if len(trials) else []:
-        rows = trials[trials["variant"] == name]
-        good = rows[ok[rows.index] & rows[col].notna()]
-        seeds = {int(s): float(v) for s, v in zip(good["seed"], good[col], strict=True)}
-        values[name] = seeds
-        roles[name] = str(rows["role"].iloc[0])
-        d = describe(list(seeds.values()))
-        metrics = {}
-        for m in TABLE_METRICS:
-            dm = describe([float(v) for v in good[m].dropna()])
-            metrics[m] = {"n": dm.n, "mean": _num(dm.mean), "std": _num(dm.std)}
-        variants.append(
-            {
-                "variant": name,
-                "role": roles[name],
-                "method": str(rows["method"].iloc[0]),
-                "n": d.n,
-                "mean": _num(d.mean),
-                "std": _num(d.std),
-                "ci95": _interval(d.ci95),
-                "excluded": int(len(rows) - len(good)),
-                "low_n": d.n < MIN_N,
-                "seeds": sorted(seeds),
-                "knobs": {k: _knob(rows[k].iloc[0]) for k in data.knobs if k in rows and pd.notna(rows[k].iloc[0])},
-                "metrics": metrics,
-            }
-        )
-    baselines = [v for v in values if roles[v] == "baseline"]
-    comparisons: list[dict[str, Any]] = []
-    tests = [(v, b, compare(values[v], values[b])) for v in values if roles[v] == "variant" for b in baselines]
-    adjusted = holm([c.p for _, _, c in tests])
-    for (v, b, c), p_holm in zip(tests, adjusted, strict=True):
-        comparisons.append(
-            {"variant": v, "baseline": b, "delta": _num(c.delta), "ci95": _interval(c.ci95), "p": _num(c.p),
-             "p_holm": _num(p_holm), "test": c.test, "n_variant": c.n_variant, "n_baseline": c.n_baseline,
-             "no_spread": c.no_spread}
-        )  # fmt: skip
-    return {
-        "sweep_id": data.sweep_id,
-        "objective": {**objective, "column": col, "value": "final"},
-        "trials": len(trials),
-        "excluded": sum(v["excluded"] for v in variants),
-        "baselines": baselines,
-        "variants": variants,
-        "comparisons": comparisons,
-    }
-
-
 def _knob(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
+
+
+def variant_stat(data: SweepData, name: str, col: str, ok: pd.Series) -> tuple[VariantStat, dict[int, float]]:
+    """One variant's (or baseline's) statistics over its counted trials, and its objective value per seed."""
+    rows = data.trials[data.trials["variant"] == name]
+    good = rows[ok[rows.index] & rows[col].notna()]
+    seeds = {int(s): float(v) for s, v in zip(good["seed"], good[col], strict=True)}
+    d = describe(list(seeds.values()))
+    metrics = {}
+    for m in TABLE_METRICS:
+        dm = describe([float(v) for v in good[m].dropna()])
+        metrics[m] = MetricStat(n=dm.n, mean=_num(dm.mean), std=_num(dm.std))
+    stat = VariantStat(
+        variant=name,
+        role=str(rows["role"].iloc[0]),
+        method=str(rows["method"].iloc[0]),
+        n=d.n,
+        mean=_num(d.mean),
+        std=_num(d.std),
+        ci95=_interval(d.ci95),
+        excluded=int(len(rows) - len(good)),
+        low_n=d.n < MIN_N,
+        seeds=sorted(seeds),
+        knobs={k: _knob(rows[k].iloc[0]) for k in data.knobs if k in rows and pd.notna(rows[k].iloc[0])},
+        metrics=metrics,
+    )
+    return stat, seeds
+
+
+def _comparison(variant: str, baseline: str, c: Compared, p_holm: float | None) -> ComparisonStat:
+    return ComparisonStat(
+        variant=variant,
+        baseline=baseline,
+        delta=_num(c.delta),
+        ci95=_interval(c.ci95),
+        p=_num(c.p),
+        p_holm=_num(p_holm),
+        test=c.test,
+        n_variant=c.n_variant,
+        n_baseline=c.n_baseline,
+        no_spread=c.no_spread,
+    )
+
+
+def build_report(data: SweepData, objective: dict[str, str] | None = None) -> Report:
+    spec = {"metric": "test/top1", "mode": "max", **(objective or {})}
+    col = objective_column(spec["metric"])
+    ok = counted(data.trials)
+    variants: list[VariantStat] = []
+    values: dict[str, dict[int, float]] = {}
+    for name in dict.fromkeys(data.trials["variant"]) if len(data.trials) else []:
+        stat, values[name] = variant_stat(data, name, col, ok)
+        variants.append(stat)
+    baselines = [v.variant for v in variants if v.role == "baseline"]
+    tests = [(v.variant, b, compare(values[v.variant], values[b])) for v in variants if v.role == "variant"
+             for b in baselines]  # fmt: skip
+    adjusted = holm([c.p for _, _, c in tests])
+    return Report(
+        sweep_id=data.sweep_id,
+        objective=Objective(metric=spec["metric"], mode=spec["mode"], column=col),
+        trials=len(data.trials),
+        excluded=sum(v.excluded for v in variants),
+        baselines=baselines,
+        variants=variants,
+        comparisons=[_comparison(v, b, c, p) for (v, b, c), p in zip(tests, adjusted, strict=True)],
+    )

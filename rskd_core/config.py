@@ -116,9 +116,6 @@ class RuntimeConfig(_Frozen):
     compile: bool = Field(False, description="torch.compile the model")
     deterministic: bool = Field(False, description="deterministic algorithms (bit-identical resume on CPU)")
     threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads")
-    fail_at_epoch: int | None = Field(
-        None, ge=0, description="fault injection for tests: raise once at the end of this epoch (0-based)"
-    )
 
 
 class EvalConfig(_Frozen):

@@ -34,7 +34,14 @@ log = logging.getLogger(__name__)
 
 def job_env(settings: Settings) -> dict[str, str]:
     """What every sweep job needs to know; the API token is never among it."""
-    env = {"MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "RSKD_STORAGE_PATH": settings.storage_path}
+    env = {
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "RSKD_STORAGE_PATH": settings.storage_path,
+        # the limits this API enforced and the patience of the trials: the driver reads them into DriverSettings
+        "RSKD_MAX_TRIALS": str(settings.rskd_max_trials),
+        "RSKD_MAX_EPOCHS": str(settings.rskd_max_epochs),
+        "RSKD_MLFLOW_PATIENCE_S": str(settings.rskd_mlflow_patience_s),
+    }
     if settings.rskd_data_root:
         env["RSKD_DATA_ROOT"] = settings.rskd_data_root
     return env

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from fastapi.responses import PlainTextResponse, Response
 
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
-from dashboards.report import build_report
+from dashboards.report import Report, build_report
 from service.deps import Services
 from service.models import SweepRow
 from service.trials import TrialView
@@ -24,14 +23,12 @@ def _objective(row: SweepRow) -> dict[str, str] | None:
     return objective
 
 
-async def sweep_report(services: Services, row: SweepRow) -> dict[str, Any]:
+async def sweep_report(services: Services, row: SweepRow) -> Report:
     data = await services.trial_cache.data(row)
     return await asyncio.to_thread(build_report, data, _objective(row))
 
 
-def report_text(
-    report: dict[str, Any], fmt: str, baseline: str | None, headers: dict[str, str] | None = None
-) -> Response:
+def report_text(report: Report, fmt: str, baseline: str | None, headers: dict[str, str] | None = None) -> Response:
     """The report as a Markdown, LaTeX or CSV table (ValueError for a baseline the sweep does not have)."""
     return PlainTextResponse(FORMATS[fmt](report, baseline), media_type=TEXT_MEDIA[fmt], headers=headers)
 

@@ -7,7 +7,23 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from dashboards.report import ComparisonStat, MetricStat, Objective, Report, VariantStat
 from worker.states import SweepStatus
+
+# the report's models are the dashboards' own (one schema): re-exported for the routes and the OpenAPI document
+__all__ = [
+    "ComparisonStat",
+    "MetricStat",
+    "Objective",
+    "Problem",
+    "Report",
+    "SweepDetail",
+    "SweepList",
+    "SweepRead",
+    "TrialRead",
+    "ValidationReport",
+    "VariantStat",
+]
 
 
 class SweepRead(BaseModel):
@@ -65,47 +81,3 @@ class ValidationReport(BaseModel):
 class Problem(BaseModel):
     detail: str
     problems: list[str] = Field(default_factory=list)
-
-
-class MetricStat(BaseModel):
-    n: int
-    mean: float | None
-    std: float | None
-
-
-class VariantStat(BaseModel):
-    variant: str
-    role: str
-    method: str
-    n: int
-    mean: float | None = Field(description="mean of the objective's final value over the counted seeds")
-    std: float | None
-    ci95: list[float] | None
-    excluded: int = Field(description="trials not counted: failed, killed, unfinished or stopped early")
-    low_n: bool = Field(description="fewer than 3 counted seeds")
-    seeds: list[int]
-    knobs: dict[str, Any]
-    metrics: dict[str, MetricStat]
-
-
-class ComparisonStat(BaseModel):
-    variant: str
-    baseline: str
-    delta: float | None = Field(description="mean(variant) − mean(baseline) of the objective")
-    ci95: list[float] | None
-    p: float | None
-    p_holm: float | None
-    test: str = Field(description="paired_t (same seeds), welch_t, or none (too few values)")
-    n_variant: int
-    n_baseline: int
-    no_spread: bool = Field(False, description="every seed gave the same difference: the t test is degenerate")
-
-
-class Report(BaseModel):
-    sweep_id: str
-    objective: dict[str, str]
-    trials: int
-    excluded: int
-    baselines: list[str]
-    variants: list[VariantStat]
-    comparisons: list[ComparisonStat]

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     rskd_storage_path: str | None = Field(None, description="Tune experiment state for the jobs")
     rskd_max_trials: int = Field(500, ge=1, description="trials per sweep")
     rskd_max_epochs: int = Field(1000, ge=1, description="epochs per trial")
+    rskd_mlflow_patience_s: float = Field(
+        300.0, gt=0, description="how long a trial waits for an unreachable MLflow before it fails (sent to the jobs)"
+    )
     rskd_max_body_bytes: int = Field(1_000_000, ge=1024, description="largest accepted request body")
     rskd_sync_interval_s: float = Field(2.0, gt=0, description="how often job states are synced from Ray")
     rskd_mlflow_ui_url: str | None = Field(

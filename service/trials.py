@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from dashboards.collect import SweepData, collect, sweep_runs, trial_runs
+from dashboards.layout import RunState, TrialRecord, end_unfinished
 from service.schemas import TrialRead as TrialView
 
 
@@ -34,24 +34,7 @@ class MlflowTrials:
 
     def trials(self, sweep_id: str, experiment: str | None = None) -> list[TrialView]:
         runs = trial_runs(self.client, sweep_id, experiment)
-        out = []
-        for r in runs:
-            tags = r.data.tags
-            out.append(
-                TrialView(
-                    trial_id=tags["rskd.trial_id"],
-                    run_id=r.info.run_id,
-                    experiment_id=r.info.experiment_id,
-                    variant=tags.get("rskd.variant", ""),
-                    role=tags.get("rskd.role", ""),
-                    method=tags.get("rskd.method", ""),
-                    seed=int(tags.get("rskd.seed", "0")),
-                    status=r.info.status,
-                    knobs=json.loads(tags.get("rskd.knobs", "{}")),
-                    metrics=dict(r.data.metrics),
-                    epochs_done=int(r.data.metrics.get("epoch", 0)),
-                )
-            )
+        out = [TrialView.model_validate(TrialRecord.from_run(r), from_attributes=True) for r in runs]
         return sorted(out, key=lambda t: (t.role != "variant", t.variant, t.seed))
 
     def sweep_data(self, sweep_id: str, experiment: str | None = None) -> SweepData:
@@ -63,10 +46,4 @@ class MlflowTrials:
     def kill_unfinished(self, sweep_id: str) -> int:
         """Mark every SCHEDULED or RUNNING trial run (and the parent run) of a sweep whose job has ended KILLED."""
         runs = sweep_runs(self.client, sweep_id)
-        n = 0
-        for r in runs:
-            if r.info.status in ("SCHEDULED", "RUNNING"):
-                self.client.set_tag(r.info.run_id, "rskd.end_reason", "the sweep's Ray job ended")
-                self.client.set_terminated(r.info.run_id, status="KILLED")
-                n += 1
-        return n
+        return len(end_unfinished(self.client, runs, RunState.KILLED, "the sweep's Ray job ended"))

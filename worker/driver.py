@@ -1,9 +1,14 @@
 """The sweep driver: one Ray Tune experiment over a sweep's trials, tracked in MLflow.
 
-It expands and validates the spec before anything starts, creates (or, on resume, finds) the MLflow parent run and
-one child run per trial, runs the Tuner — a function trainable with ``tune.with_parameters`` and
-``tune.with_resources``, ``max_concurrent_trials``, an optional ASHA scheduler on the objective and
-``FailureConfig(max_failures)`` — then writes a per-variant summary to the parent run and leaves no run RUNNING.
+``run_sweep`` in named steps: the spec is expanded and checked against this job's limits before anything starts; the
+MLflow parent run and one child run per trial are created (or, on resume, found); the Tuner runs — a function
+trainable with ``tune.with_parameters`` and ``tune.with_resources``, ``max_concurrent_trials``, an optional ASHA
+scheduler on the objective and ``FailureConfig(max_failures)``; no run is left unfinished; the comparison report is
+published on the parent run (``dashboards.publish``); the parent run ends with the sweep's outcome.
+
+``DriverSettings`` is everything the job brings in its environment (the service's ``job_env`` sends it): the
+tracking URI, the storage path, the data root, the limits the API enforces (``RSKD_MAX_TRIALS``, ``RSKD_MAX_EPOCHS``)
+and ``RSKD_MLFLOW_PATIENCE_S``.
 """
 
 from __future__ import annotations
@@ -13,37 +18,84 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from worker.spec import SweepSpec, Trial, expand
-from worker.summary import TrialOutcome, summarize
+from pydantic import BaseModel, ConfigDict, Field
+
+from dashboards.layout import RunState
+from worker.spec import (
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_MAX_TRIALS,
+    SpecError,
+    SweepSpec,
+    Trial,
+    epoch_limit_problems,
+    expand,
+)
 from worker.tracking import SweepTracker
 from worker.trainable import SweepContext, train_trial
 
 log = logging.getLogger(__name__)
+ENV_FIELDS = {  # optional environment variable → DriverSettings field
+    "RSKD_MAX_TRIALS": "max_trials",
+    "RSKD_MAX_EPOCHS": "max_epochs",
+    "RSKD_MLFLOW_PATIENCE_S": "mlflow_patience_s",
+    "RSKD_FAULT_FAIL_AT_EPOCH": "fault_fail_at_epoch",
+}
 
 
-@dataclass(frozen=True)
-class DriverSettings:
+class DriverSettings(BaseModel):
+    """A sweep job's settings; ``from_env`` reads them from the job's environment variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     tracking_uri: str
     storage_path: str
     data_root: str | None = None
     code_version: str = "unknown"
-    max_trials: int = 500
     artifact_root: str | None = None  # for a tracking URI without a server (sqlite:///…): a file:// folder
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, description="RSKD_MAX_TRIALS: trials per sweep")
+    max_epochs: int = Field(DEFAULT_MAX_EPOCHS, ge=1, description="RSKD_MAX_EPOCHS: epochs per trial")
+    mlflow_patience_s: float = Field(
+        300.0, gt=0, description="RSKD_MLFLOW_PATIENCE_S: how long a trial waits for an unreachable MLflow"
+    )
+    fault_fail_at_epoch: int | None = Field(
+        None, ge=0, description="RSKD_FAULT_FAIL_AT_EPOCH: tests only — every trial raises once after this epoch"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, code_version: str = "unknown") -> DriverSettings:
+        """``MLFLOW_TRACKING_URI`` (default: SQLite under ``RSKD_HOME``), ``RSKD_STORAGE_PATH`` (default
+        ``RSKD_HOME/storage``), ``RSKD_DATA_ROOT``, ``RSKD_MAX_TRIALS``, ``RSKD_MAX_EPOCHS``,
+        ``RSKD_MLFLOW_PATIENCE_S``, ``RSKD_FAULT_FAIL_AT_EPOCH`` (pydantic ValidationError for a bad value)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("RSKD_HOME", ".rskd")).resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        home_artifacts = (home / "artifacts").as_uri()
+        return cls.model_validate(
+            {
+                "tracking_uri": tracking_uri,
+                "artifact_root": None if tracking_uri.startswith(("http://", "https://")) else home_artifacts,
+                "storage_path": env.get("RSKD_STORAGE_PATH") or str(home / "storage"),
+                "data_root": env.get("RSKD_DATA_ROOT"),
+                "code_version": code_version,
+                **{field: env[var] for var, field in ENV_FIELDS.items() if env.get(var)},
+            }
+        )
 
 
 @dataclass
 class SweepOutcome:
-    status: str  # FINISHED | FAILED | KILLED
+    status: str  # FINISHED | FAILED | KILLED (the parent run's MLflow state)
     trials: int
     finished: int
     failed: int
     killed: int
-    summary: dict[str, Any]
     parent_run_id: str
     experiment_id: str
 
@@ -66,11 +118,33 @@ def load_saved_spec(settings: DriverSettings, sweep_id: str) -> SweepSpec:
     return SweepSpec.model_validate_json(path.read_text())
 
 
+def checked_trials(spec: SweepSpec, settings: DriverSettings) -> list[Trial]:
+    """The sweep's trials, within this job's limits (the same the API enforced); SpecError otherwise."""
+    trials = expand(spec, settings.max_trials)
+    over = epoch_limit_problems(trials, settings.max_epochs)
+    if over:
+        raise SpecError(f"sweep {spec.name} has trials over the epoch limit", over)
+    return trials
+
+
+def _scheduler(spec: SweepSpec, trials: list[Trial]) -> Any:
+    if spec.scheduler.type != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        max_t=max(t.config.optim.epochs for t in trials),
+        grace_period=spec.scheduler.grace_period,
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+
+
 def _tuner(
     spec: SweepSpec, trials: list[Trial], ctx: SweepContext, settings: DriverSettings, sweep_id: str, restore: bool
 ) -> Any:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, ctx=ctx), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -79,20 +153,11 @@ def _tuner(
     if restore and (path / "tuner.pkl").exists():
         log.info("restoring the Tune experiment at %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    scheduler = None
-    if spec.scheduler.type == "asha":
-        scheduler = ASHAScheduler(
-            metric=spec.objective.metric,
-            mode=spec.objective.mode,
-            max_t=max(t.config.optim.epochs for t in trials),
-            grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
     return tune.Tuner(
         trainable,
         param_space={"trial_id": tune.grid_search([t.trial_id for t in trials])},
         tune_config=tune.TuneConfig(
-            num_samples=1, scheduler=scheduler, max_concurrent_trials=spec.max_concurrent_trials
+            num_samples=1, scheduler=_scheduler(spec, trials), max_concurrent_trials=spec.max_concurrent_trials
         ),
         run_config=tune.RunConfig(
             name=sweep_id,
@@ -104,102 +169,104 @@ def _tuner(
     )
 
 
-def trial_outcomes(tracker: SweepTracker, trials: list[Trial], run_ids: dict[str, str]) -> list[TrialOutcome]:
-    outcomes = []
-    for t in trials:
-        run = tracker.client.get_run(run_ids[t.trial_id])
-        m = run.data.metrics
-        outcomes.append(
-            TrialOutcome(
-                variant=t.variant,
-                role=t.role,
-                method=t.method,
-                status=run.info.status,
-                final_top1=m.get("final/test_top1"),
-                best_top1=m.get("best/test_top1"),
-                stopped_early=run.data.tags.get("rskd.stopped_early") == "true",
-            )
+def connect_ray() -> None:
+    import ray
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not ray.is_initialized():
+        # inside a Ray Job, RAY_ADDRESS names the cluster; otherwise always a fresh local Ray ("local"), never a
+        # stale cluster some earlier process left registered in /tmp/ray
+        ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else "local", log_to_driver=True)
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event set when the job is told to stop. Call after ``ray.init``, whose core installs a SIGTERM handler that
+    aborts the process: ``ray job stop`` sends SIGTERM, and Tune shuts down cleanly (saving its state) on SIGINT, so
+    SIGTERM is made to mean SIGINT."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return stop
+
+
+def fit_trials(make_tuner: Callable[[], Any], stop: threading.Event) -> None:
+    """Build (or restore) the Tuner and run it; a Ctrl-C or SIGTERM on the way sets ``stop``."""
+    try:
+        grid = make_tuner().fit()
+        log.info("Tune returned: %d trials, %d with errors", len(grid), sum(1 for r in grid if r.error is not None))
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def close_runs(tracker: SweepTracker, spec: SweepSpec, run_ids: dict[str, str], stop: threading.Event) -> bool:
+    """No run is left unfinished after Tune returns; True when the sweep was interrupted."""
+    statuses = tracker.statuses(run_ids.values())
+    # Tune also returns normally after Ctrl-C; trials it never started are then still SCHEDULED
+    interrupted = stop.is_set() or RunState.SCHEDULED in statuses.values()
+    if interrupted:
+        sweep_id = tracker.sweep_id
+        log.warning(
+            "sweep %s was interrupted; `python -m worker.sweep resume --sweep-id %s` continues it", sweep_id, sweep_id
         )
-    return outcomes
+        tracker.end_unfinished(run_ids.values(), RunState.KILLED, "the sweep was interrupted")
+        return True
+    if spec.scheduler.type == "asha":  # a run ASHA stopped is still RUNNING: it ended without finishing
+        tracker.mark_stopped_early(rid for rid, st in statuses.items() if st == RunState.RUNNING)
+    tracker.end_unfinished(run_ids.values(), RunState.FAILED, "the trial process ended without reporting its end")
+    return False
 
 
-def publish_report(tracker: SweepTracker, sweep_id: str, spec: SweepSpec) -> None:
-    """The comparison tables and plots on the parent run; a failure here is logged, never fails the sweep (they can be
-    regenerated with ``python -m dashboards publish``)."""
+def publish_report(tracker: SweepTracker, spec: SweepSpec) -> None:
+    """The comparison tables and plots on the parent run under ``report/``; a failure here is logged, never fails the
+    sweep (``python -m dashboards publish`` regenerates them)."""
     from dashboards.publish import publish
 
     try:
-        publish(tracker.client, sweep_id, tracker.parent_run_id, spec.name, spec.objective.model_dump())
+        publish(tracker.client, tracker.sweep_id, tracker.parent_run_id, spec.name, spec.objective.model_dump())
     except Exception:
-        log.exception("could not publish the report of sweep %s (python -m dashboards publish retries)", sweep_id)
+        log.exception("could not publish the report of %s (python -m dashboards publish retries)", tracker.sweep_id)
+
+
+def finish(tracker: SweepTracker, run_ids: dict[str, str], interrupted: bool) -> SweepOutcome:
+    statuses = list(tracker.statuses(run_ids.values()).values())
+    counts = {s: statuses.count(s) for s in (RunState.FINISHED, RunState.FAILED, RunState.KILLED)}
+    status = RunState.KILLED if interrupted else (RunState.FAILED if counts[RunState.FAILED] else RunState.FINISHED)
+    tracker.finish(status, failed_trials=counts[RunState.FAILED])
+    log.info("sweep %s %s: %s", tracker.sweep_id, status, json.dumps(counts))
+    return SweepOutcome(
+        status=status,
+        trials=len(run_ids),
+        finished=counts[RunState.FINISHED],
+        failed=counts[RunState.FAILED],
+        killed=counts[RunState.KILLED],
+        parent_run_id=tracker.parent_run_id,
+        experiment_id=tracker.experiment_id,
+    )
 
 
 def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False) -> SweepOutcome:
     """Run (or continue) a whole sweep on the Ray cluster this process is connected to."""
-    import ray
-
-    trials = expand(spec, settings.max_trials)  # refuses a bad spec before anything starts
+    trials = checked_trials(spec, settings)  # refuses a bad spec before anything starts
     save_spec(settings, sweep_id, spec)
     tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version, settings.artifact_root)
     run_ids = tracker.child_runs(trials)
-    tracker.client.set_tag(tracker.parent_run_id, "rskd.trials", str(len(trials)))
     ctx = SweepContext(
         sweep_id=sweep_id,
         tracking_uri=settings.tracking_uri,
         trials={t.trial_id: t for t in trials},
         run_ids=run_ids,
         data_root=settings.data_root,
+        patience_s=settings.mlflow_patience_s,
+        fail_at_epoch=settings.fault_fail_at_epoch,
     )
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
-        # inside a Ray Job, RAY_ADDRESS names the cluster; otherwise always a fresh local Ray ("local"), never a
-        # stale cluster some earlier process left registered in /tmp/ray
-        ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else "local", log_to_driver=True)
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        # after ray.init, whose core installs a SIGTERM handler that aborts the process: `ray job stop` sends SIGTERM,
-        # and Tune shuts down cleanly (saving its state) on SIGINT, so SIGTERM is made to mean SIGINT
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-            os.kill(os.getpid(), signal.SIGINT)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        tuner = _tuner(spec, trials, ctx, settings, sweep_id, restore=resume)
-        grid = tuner.fit()
-        log.info("Tune returned: %d trials, %d with errors", len(grid), sum(1 for r in grid if r.error is not None))
-    except KeyboardInterrupt:
-        stop.set()
-    statuses = tracker.statuses(run_ids.values())
-    # Tune also returns normally after Ctrl-C; trials it never started are then still SCHEDULED
-    interrupted = stop.is_set() or "SCHEDULED" in statuses.values()
-    if interrupted:
-        log.warning(
-            "sweep %s was interrupted; `python -m worker.sweep resume --sweep-id %s` continues it", sweep_id, sweep_id
-        )
-        tracker.end_unfinished(run_ids.values(), "KILLED", "the sweep was interrupted")
-    else:
-        for rid, st in statuses.items():
-            if st == "RUNNING" and spec.scheduler.type == "asha":  # ASHA stopped it: it ended without finishing
-                tracker.client.set_tag(rid, "rskd.stopped_early", "true")
-                tracker.client.set_terminated(rid, status="FINISHED")
-        tracker.end_unfinished(run_ids.values(), "FAILED", "the trial process ended without reporting its end")
-    statuses = tracker.statuses(run_ids.values())
-    counts = {s: sum(1 for v in statuses.values() if v == s) for s in ("FINISHED", "FAILED", "KILLED")}
-    summary = summarize(trial_outcomes(tracker, trials, run_ids))
-    summary.update({"sweep_id": sweep_id, "trials": len(trials), **{k.lower(): v for k, v in counts.items()}})
-    tracker.log_summary(summary)
-    publish_report(tracker, sweep_id, spec)
-    status = "KILLED" if interrupted else ("FAILED" if counts["FAILED"] else "FINISHED")
-    tracker.finish(status, failed_trials=str(counts["FAILED"]))
-    log.info("sweep %s %s: %s", sweep_id, status, json.dumps(counts))
-    return SweepOutcome(
-        status=status,
-        trials=len(trials),
-        finished=counts["FINISHED"],
-        failed=counts["FAILED"],
-        killed=counts["KILLED"],
-        summary=summary,
-        parent_run_id=tracker.parent_run_id,
-        experiment_id=tracker.experiment_id,
-    )
+    connect_ray()
+    stop = stop_on_sigterm()
+    fit_trials(lambda: _tuner(spec, trials, ctx, settings, sweep_id, restore=resume), stop)
+    interrupted = close_runs(tracker, spec, run_ids, stop)
+    publish_report(tracker, spec)
+    return finish(tracker, run_ids, interrupted)

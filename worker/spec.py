@@ -25,6 +25,7 @@ from rskd_core.config_io import (
 )
 
 DEFAULT_MAX_TRIALS = 500
+DEFAULT_MAX_EPOCHS = 1000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -231,3 +232,13 @@ def parse_spec(text: str, fmt: str = "yaml") -> SweepSpec:
         raise SpecError("invalid sweep spec", format_validation_error(err).splitlines()) from None
     except ValueError as err:  # YAML syntax errors and the like
         raise SpecError("invalid sweep spec", [str(err)]) from None
+
+
+def epoch_limit_problems(trials: list[Trial], max_epochs: int) -> list[str]:
+    """One line per trial whose ``optim.epochs`` is over ``max_epochs`` (``RSKD_MAX_EPOCHS``)."""
+    return [
+        f"{t.variant} (seed {t.seed}): optim.epochs={t.config.optim.epochs} is over this service's limit "
+        f"RSKD_MAX_EPOCHS={max_epochs}"
+        for t in trials
+        if t.config.optim.epochs > max_epochs
+    ]

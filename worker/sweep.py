@@ -5,7 +5,8 @@
     python -m worker.sweep validate --spec SPEC.yaml               # expand and list the trials, run nothing
 
 Environment: ``MLFLOW_TRACKING_URI`` (default: SQLite under ``RSKD_HOME``), ``RSKD_STORAGE_PATH`` (Tune experiment
-state; default ``RSKD_HOME/storage``), ``RSKD_DATA_ROOT``, ``RAY_ADDRESS`` (unset: a local Ray is started).
+state; default ``RSKD_HOME/storage``), ``RSKD_DATA_ROOT``, the limits ``RSKD_MAX_TRIALS`` and ``RSKD_MAX_EPOCHS``,
+``RSKD_MLFLOW_PATIENCE_S`` (all read into ``DriverSettings``), ``RAY_ADDRESS`` (unset: a local Ray is started).
 SIGTERM (what ``ray job stop`` sends) is handled like Ctrl-C: Tune stops the trials and saves its state, every
 unfinished MLflow run is marked KILLED, and ``resume`` can continue later. Exit codes: 0 finished, 1 some trial
 failed, 2 bad spec, 130 interrupted.
@@ -16,13 +17,14 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from worker.driver import DriverSettings, load_saved_spec, run_sweep
-from worker.spec import SpecError, SweepSpec, expand, parse_spec
+from pydantic import ValidationError
+
+from worker.driver import DriverSettings, checked_trials, load_saved_spec, run_sweep
+from worker.spec import SpecError, SweepSpec, parse_spec
 
 
 def code_version() -> str:
@@ -39,23 +41,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{rskd_core.__version__}+{sha}" if sha else rskd_core.__version__
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("RSKD_HOME", ".rskd")).resolve()
-
-
-def settings_from_env() -> DriverSettings:
-    home = default_home()
-    home.mkdir(parents=True, exist_ok=True)
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
-    return DriverSettings(
-        tracking_uri=tracking_uri,
-        artifact_root=None if tracking_uri.startswith(("http://", "https://")) else (home / "artifacts").as_uri(),
-        storage_path=os.environ.get("RSKD_STORAGE_PATH") or str(home / "storage"),
-        data_root=os.environ.get("RSKD_DATA_ROOT"),
-        code_version=code_version(),
-    )
 
 
 def read_spec(args: argparse.Namespace) -> SweepSpec | None:
@@ -81,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    settings = settings_from_env()
+    try:
+        settings = DriverSettings.from_env(code_version=code_version())
+    except ValidationError as err:
+        print(f"error: bad settings in the environment: {err}", file=sys.stderr)
+        return 2
     try:
         spec = read_spec(args)
         if spec is None:
@@ -89,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SpecError("invalid sweep spec", ["give --spec FILE or --spec-b64 DATA"])
             spec = load_saved_spec(settings, args.sweep_id)
         if args.command == "validate":
-            for t in expand(spec, settings.max_trials):
+            for t in checked_trials(spec, settings):
                 print(f"{t.trial_id}  {t.role:8}  {t.variant}  seed={t.seed}")
             return 0
-        expand(spec, settings.max_trials)
+        checked_trials(spec, settings)
     except (SpecError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,11 +1,12 @@
 """The training engine: one loop, callbacks, checkpoints, metrics."""
 
-from rskd_core.engine.callbacks import Callback, Checkpointer, JsonlWriter, ProgressBar
-from rskd_core.engine.trainer import FitResult, InjectedFault, NonFiniteLossError, ResumeError, Trainer, fit
+from rskd_core.engine.callbacks import Callback, Checkpointer, FailAfterEpoch, InjectedFault, JsonlWriter, ProgressBar
+from rskd_core.engine.trainer import FitResult, NonFiniteLossError, ResumeError, Trainer, fit
 
 __all__ = [
     "Callback",
     "Checkpointer",
+    "FailAfterEpoch",
     "FitResult",
     "InjectedFault",
     "JsonlWriter",

@@ -98,12 +98,27 @@ class JsonlWriter(Callback):
 class Checkpointer(Callback):
     """``checkpoint.pt`` (everything needed to resume) after every epoch, ``best.pt`` (weights) when top-1 improves."""
 
-    def __init__(self, directory: str | Path, every: int = 1) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.every = every
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if trainer.best_epoch == record["epoch"]:
             trainer.save_weights(self.dir / "best.pt")
-        if record["epoch"] % self.every == 0 or record["epoch"] == trainer.cfg.optim.epochs:
-            trainer.save_checkpoint(self.dir / "checkpoint.pt")
+        trainer.save_checkpoint(self.dir / "checkpoint.pt")
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``FailAfterEpoch`` (fault injection for tests)."""
+
+
+class FailAfterEpoch(Callback):
+    """Fault injection for tests: raises ``InjectedFault`` at the end of the 0-based epoch ``epoch``, after the
+    callbacks listed before it (put it last: the checkpoint of that epoch exists, as after a real crash). A run resumed
+    past that epoch never reaches it again, so the fault fires once."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if record["epoch"] == self.epoch + 1:
+            raise InjectedFault(f"fail_at_epoch={self.epoch}: injected failure after epoch {record['epoch']}")

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+import rskd_core.engine.checkpoint as ckpt
 from rskd_core.config import RunConfig
 from rskd_core.data import Batch, DataBundle, build_data
-from rskd_core.engine import checkpoint as ckpt
 from rskd_core.engine.callbacks import Callback, ProgressBar
 from rskd_core.engine.metrics import classification_metrics
 from rskd_core.engine.schedule import LRSchedule
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the message names the epoch, the step and the offending terms."""
-
-
-class InjectedFault(RuntimeError):
-    """Raised by ``runtime.fail_at_epoch`` (fault-injection for tests)."""
 
 
 class ResumeError(ValueError):
@@ -68,7 +64,6 @@ class FitResult:
     history: list[dict[str, Any]]
     best_top1: float
     best_epoch: int
-    stopped_early: bool = False
     final: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,7 +155,6 @@ class Trainer:
             history=list(self.history),
             best_top1=self.best_top1,
             best_epoch=self.best_epoch,
-            stopped_early=self.epoch < self.cfg.optim.epochs,
             final=dict(self.history[-1]) if self.history else {},
         )
 
@@ -261,7 +255,6 @@ class Trainer:
                 **self.cfg.model_dump(mode="json"),
                 "method": {"name": "ce"},
                 "teacher": {"rule": "none"},
-                "runtime": {**self.cfg.runtime.model_dump(mode="json"), "fail_at_epoch": None},
             }
         )
         log.info("stage 1: training the frozen teacher with CE for %d epochs", stage1.optim.epochs)
@@ -365,9 +358,6 @@ class Trainer:
         self.history.append(record)
         for cb in self.callbacks:
             cb.on_epoch_end(self, record)
-        fail_at = self.cfg.runtime.fail_at_epoch
-        if fail_at is not None and e == fail_at:
-            raise InjectedFault(f"runtime.fail_at_epoch={fail_at}: injected failure after epoch {e + 1}")
 
 
 def fit(

@@ -81,7 +81,7 @@ async def download(
     rep = await sweep_report(services, row)
     filename = {"Content-Disposition": f'inline; filename="{row.id}.{fmt}"'}
     if fmt == "json":
-        return JSONResponse(rep, headers=filename)
+        return JSONResponse(rep.model_dump(mode="json"), headers=filename)
     return report_text(rep, "latex" if fmt == "tex" else fmt, None, filename)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dashboards.collect import METRICS, SweepData, frames
+from dashboards.collect import SweepData, frames
+from dashboards.layout import METRICS
 from service.submitter import JobState
 from service.trials import TrialView
 
@@ -53,9 +54,9 @@ class FakeTrials:
                 "stopped_early": False,
                 **t.knobs,
             }
-            for m in METRICS:
-                row[f"final_{m}"] = t.metrics.get(f"final/test_{m}")
-                row[f"best_{m}"] = t.metrics.get(f"best/test_{m}")
+            for m, info in METRICS.items():
+                row[f"final_{m}"] = t.metrics.get(info.final_key)
+                row[f"best_{m}"] = t.metrics.get(info.best_key)
             rows.append(row)
         return frames(sweep_id, rows, [])
 

@@ -11,12 +11,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.app import create_app, job_env
 from service.settings import Settings
 from service.submitter import JobState
 from service.sync import sync_once
 from service.trials import TrialView
 from tests.service.fakes import FakeSubmitter, FakeTrials
+from worker.driver import DriverSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = (ROOT / "examples" / "sweeps" / "digits_smoke.yaml").read_text()
@@ -81,6 +82,22 @@ def test_bad_specs_get_422_with_field_paths_and_store_nothing(client: TestClient
     r = post_yaml(client, "seed: !!python/object/apply:os.system ['true']")
     assert r.status_code == 422 and "not valid YAML" in r.text
     assert client.get("/v1/sweeps").json()["total"] == 0 and fakes[0].submitted == []
+
+
+def test_a_trial_limit_above_500_is_accepted_and_sent_to_the_job(tmp_path: Path, fakes: Any, database_url: str) -> None:
+    """RSKD_MAX_TRIALS=800: a 600-trial sweep passes the dry run, and the job's environment carries the limit (and
+    the epoch limit and MLflow patience) into the driver's settings, whose own default is 500."""
+    spec = yaml.safe_load(SMOKE)
+    spec.update(grid={"method.temperature": [1, 2, 3, 4, 5]}, seeds=list(range(100)))  # (5 + ce) × 100 seeds
+    with make_client(tmp_path, fakes, database_url, rskd_max_trials=800, rskd_max_epochs=7) as c:
+        r = c.post("/v1/sweeps?dry_run=true", json=spec)
+        assert r.status_code == 200, r.text
+        assert r.json()["trials"] == 600
+    settings = Settings(rskd_home=tmp_path, rskd_max_trials=800, rskd_max_epochs=7, rskd_mlflow_patience_s=42)
+    driver = DriverSettings.from_env(job_env(settings))
+    assert (driver.max_trials, driver.max_epochs, driver.mlflow_patience_s) == (800, 7, 42.0)
+    assert driver.tracking_uri == settings.mlflow_tracking_uri and driver.storage_path == settings.storage_path
+    assert DriverSettings.from_env({"RSKD_HOME": str(tmp_path)}).max_trials == 500
 
 
 def test_limits_are_named(tmp_path: Path, fakes: Any, database_url: str) -> None:

@@ -16,6 +16,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from dashboards.layout import Tag
+from dashboards.report import Report
+from service.app import job_env
+from service.settings import Settings
 from tests.procs import free_port, processes_matching
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +77,7 @@ def test_smoke_sweep_runs_every_trial_into_mlflow(tmp_path: Path) -> None:
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     (parent,) = runs_of(client, "smoke-1", "sweep")
     assert parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"spec.json", "summary.json", "report"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"spec.json", "report"}
     children = runs_of(client, "smoke-1", "trial")
     assert len(children) == 4
     assert {(c.data.tags["rskd.variant"], c.data.tags["rskd.seed"]) for c in children} == {
@@ -95,20 +99,20 @@ def test_smoke_sweep_runs_every_trial_into_mlflow(tmp_path: Path) -> None:
         assert artifacts == {"checkpoints/best.pt", "checkpoints/final.pt"}
     assert list((tmp_path / "artifacts").rglob("best.pt"))  # artifacts under RSKD_HOME, not ./mlruns
     assert not (ROOT / "mlruns").exists()
-    summary = client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path))
-    import json
-
-    rows = {r["variant"]: r for r in json.loads(Path(summary).read_text())["variants"]}
-    assert rows["ce"]["n"] == 2 and rows["rskd_l"]["n"] == 2 and rows["ce"]["final_top1_std"] is not None
-    ce_finals = [c.data.metrics["final/test_top1"] for c in children if c.data.tags["rskd.method"] == "ce"]
-    assert rows["ce"]["final_top1_mean"] == pytest.approx(sum(ce_finals) / 2)
+    report = Report.model_validate_json(
+        Path(client.download_artifacts(parent.info.run_id, "report/report.json", str(tmp_path))).read_text()
+    )
+    rows = {v.variant: v for v in report.variants}
+    assert rows["ce"].n == 2 and rows["rskd_l"].n == 2 and rows["ce"].std is not None
+    assert report.objective.column == "final_top1" and report.trials == 4 and report.excluded == 0
+    ce_finals = [c.data.metrics["final/test_top1"] for c in children if c.data.tags[Tag.METHOD] == "ce"]
+    assert rows["ce"].mean == pytest.approx(sum(ce_finals) / 2)
+    assert rows["ce"].metrics["final_top1"].mean == pytest.approx(sum(ce_finals) / 2)
 
 
 def test_a_trial_that_crashes_once_resumes_in_its_own_run(tmp_path: Path) -> None:
-    spec = write_spec(
-        tmp_path / "crash.yaml", variants={"crashy": {"runtime.fail_at_epoch": 1}}, baselines=[], seeds=[0]
-    )
-    env = sweep_env(tmp_path)
+    spec = write_spec(tmp_path / "crash.yaml", variants={"crashy": {}}, baselines=[], seeds=[0])
+    env = {**sweep_env(tmp_path), "RSKD_FAULT_FAIL_AT_EPOCH": "1"}  # the trial raises once after epoch 2
     proc = sweep("run", "--spec", str(spec), "--sweep-id", "crash-1", env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "InjectedFault" in proc.stdout + proc.stderr  # it really crashed
@@ -130,6 +134,31 @@ def test_an_invalid_spec_is_refused_before_anything_starts(tmp_path: Path) -> No
     assert "2 of 8 trials are invalid" in proc.stderr
     assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing was tracked, no Ray was started
     assert not (tmp_path / "home" / "storage").exists()
+
+
+def test_the_api_limits_travel_with_the_job(tmp_path: Path) -> None:
+    """The environment the service gives a job (``job_env``) carries its limits into the driver: 600 trials pass
+    under RSKD_MAX_TRIALS=800 (the driver's own default is 500), a lower RSKD_MAX_EPOCHS refuses before anything
+    starts, and a real job under a non-default limit runs."""
+    settings = Settings(rskd_home=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                        rskd_max_trials=800, rskd_max_epochs=3, rskd_mlflow_patience_s=60)  # fmt: skip
+    env = {**sweep_env(tmp_path), **job_env(settings)}
+    big = write_spec(
+        tmp_path / "big.yaml", grid={"method.temperature": [1, 2, 3, 4, 5]}, seeds=list(range(100))
+    )  # (5 rskd_l + ce) × 100 seeds
+    proc = sweep("validate", "--spec", str(big), env=env, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.strip().splitlines()) == 600
+    proc = sweep("validate", "--spec", str(big), env={**env, "RSKD_MAX_TRIALS": "500"}, timeout=200)
+    assert proc.returncode == 2 and "over the limit of 500" in proc.stderr
+
+    small = write_spec(tmp_path / "one.yaml", baselines=[], seeds=[0])
+    proc = sweep("run", "--spec", str(small), "--sweep-id", "epochs-1", env={**env, "RSKD_MAX_EPOCHS": "2"})
+    assert proc.returncode == 2 and "RSKD_MAX_EPOCHS=2" in proc.stderr
+    proc = sweep("run", "--spec", str(small), "--sweep-id", "limits-1", env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (child,) = runs_of(MlflowClient(env["MLFLOW_TRACKING_URI"]), "limits-1", "trial")
+    assert child.info.status == "FINISHED"
 
 
 @pytest.fixture

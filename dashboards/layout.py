@@ -1,0 +1,219 @@
+"""How a sweep lies in MLflow: the one place its tag keys, run names, filter strings, run states and metric facts are
+spelled (pure: no MLflow or Ray import; a run is read through its ``info`` and ``data`` attributes).
+
+One experiment per sweep name; a parent run per sweep (``rskd.kind = sweep``) and a child run per trial
+(``rskd.kind = trial``, ``mlflow.parentRunId``). The worker writes this layout (``worker/tracking.py``); the
+dashboards and the service read it (``TrialRecord.from_run``). It lives in ``dashboards`` because that is the lowest
+of the packages that need it: the worker imports the dashboards (it publishes the report), never the reverse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+
+class Tag:
+    """MLflow tag keys of the sweep's runs."""
+
+    PARENT_RUN: Final = "mlflow.parentRunId"
+    RUN_NAME: Final = "mlflow.runName"
+    KIND: Final = "rskd.kind"  # KIND_SWEEP or KIND_TRIAL
+    SWEEP_ID: Final = "rskd.sweep_id"
+    CODE_VERSION: Final = "rskd.code_version"
+    # a trial's identity (child runs)
+    TRIAL_ID: Final = "rskd.trial_id"
+    VARIANT: Final = "rskd.variant"
+    ROLE: Final = "rskd.role"  # variant | baseline
+    METHOD: Final = "rskd.method"
+    SEED: Final = "rskd.seed"
+    CONFIG_HASH: Final = "rskd.config_hash"
+    TEACHER: Final = "rskd.teacher"
+    KNOBS: Final = "rskd.knobs"  # JSON: the trial's swept dotted paths → values
+    # how a trial went
+    RESUMED_FROM_EPOCH: Final = "rskd.resumed_from_epoch"
+    STOPPED_EARLY: Final = "rskd.stopped_early"  # "true" when ASHA stopped it
+    END_REASON: Final = "rskd.end_reason"  # why a run was ended by someone else than its own process
+    ERROR: Final = "rskd.error"
+    TRACEBACK: Final = "rskd.traceback"
+    # the parent run's
+    TRIALS: Final = "rskd.trials"
+    FAILED_TRIALS: Final = "rskd.failed_trials"
+
+
+KIND_SWEEP: Final = "sweep"
+KIND_TRIAL: Final = "trial"
+TRUE: Final = "true"
+
+
+class RunState:
+    """MLflow's run states (``RunStatus`` names) — not the sweep's states (``worker.states.SweepStatus``)."""
+
+    SCHEDULED: Final = "SCHEDULED"
+    RUNNING: Final = "RUNNING"
+    FINISHED: Final = "FINISHED"
+    FAILED: Final = "FAILED"
+    KILLED: Final = "KILLED"
+
+
+RUN_TERMINAL: frozenset[str] = frozenset({RunState.FINISHED, RunState.FAILED, RunState.KILLED})
+
+
+def end_unfinished(client: Any, runs: Iterable[Any], status: str, reason: str) -> list[str]:
+    """End every run (an MLflow ``Run``) not in a terminal state with ``status``, the reason in ``rskd.end_reason``;
+    returns the run ids ended. The one way runs are closed on behalf of a process that is gone: the driver after an
+    interruption (KILLED) or a trial that never reported its end (FAILED), the service after a job ended (KILLED).
+    ``client``: an ``MlflowClient``."""
+    ended = []
+    for run in runs:
+        if run.info.status not in RUN_TERMINAL:
+            client.set_tag(run.info.run_id, Tag.END_REASON, reason)
+            client.set_terminated(run.info.run_id, status=status)
+            ended.append(run.info.run_id)
+    return ended
+
+
+def sweep_filter(sweep_id: str, kind: str | None = None) -> str:
+    """MLflow search filter for a sweep's runs (``kind``: KIND_TRIAL, KIND_SWEEP, or None for both)."""
+    query = f"tags.`{Tag.SWEEP_ID}` = '{sweep_id}'"
+    return query + (f" and tags.`{Tag.KIND}` = '{kind}'" if kind else "")
+
+
+def sweep_run_name(name: str, sweep_id: str) -> str:
+    return f"{name} {sweep_id}"
+
+
+def sweep_tags(sweep_id: str, code_version: str) -> dict[str, str]:
+    return {Tag.KIND: KIND_SWEEP, Tag.SWEEP_ID: sweep_id, Tag.CODE_VERSION: code_version}
+
+
+@dataclass(frozen=True)
+class TrialIdentity:
+    """What names a trial in MLflow (written as tags of its child run)."""
+
+    trial_id: str
+    variant: str
+    role: str
+    method: str
+    seed: int
+    config_hash: str
+    teacher: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.variant} s{self.seed}"
+
+    def tags(self, sweep_id: str, parent_run_id: str, code_version: str) -> dict[str, str]:
+        return {
+            Tag.PARENT_RUN: parent_run_id,
+            Tag.RUN_NAME: self.run_name,
+            Tag.KIND: KIND_TRIAL,
+            Tag.SWEEP_ID: sweep_id,
+            Tag.TRIAL_ID: self.trial_id,
+            Tag.VARIANT: self.variant,
+            Tag.ROLE: self.role,
+            Tag.METHOD: self.method,
+            Tag.SEED: str(self.seed),
+            Tag.CONFIG_HASH: self.config_hash,
+            Tag.TEACHER: self.teacher,
+            Tag.KNOBS: json.dumps(self.knobs, sort_keys=True),
+            Tag.CODE_VERSION: code_version,
+        }
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as MLflow holds it: its child run's identity tags, state and latest metrics."""
+
+    trial_id: str
+    run_id: str
+    experiment_id: str | None
+    variant: str
+    role: str
+    method: str
+    seed: int
+    status: str  # a RunState
+    stopped_early: bool
+    epochs_done: int
+    knobs: dict[str, Any]
+    metrics: dict[str, float]
+
+    @classmethod
+    def from_run(cls, run: Any) -> TrialRecord:
+        tags, metrics = run.data.tags, dict(run.data.metrics)
+        return cls(
+            trial_id=tags[Tag.TRIAL_ID],
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            variant=tags.get(Tag.VARIANT, ""),
+            role=tags.get(Tag.ROLE, ""),
+            method=tags.get(Tag.METHOD, ""),
+            seed=int(tags.get(Tag.SEED, "0")),
+            status=run.info.status,
+            stopped_early=tags.get(Tag.STOPPED_EARLY) == TRUE,
+            epochs_done=int(metrics.get(EPOCH, 0)),
+            knobs=json.loads(tags.get(Tag.KNOBS, "{}")),
+            metrics=metrics,
+        )
+
+
+# ---------------------------------------------------------------- metrics
+
+EPOCH: Final = "epoch"  # the metric holding the last epoch done (every per-epoch metric is logged with step=epoch)
+PER_EPOCH_PREFIXES: Final = (EPOCH, "train/", "test/", "lr", "throughput/", "time/")
+BEST_EPOCH: Final = "best/epoch"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A test metric: its per-epoch key ``test/<name>``, summary keys ``final/test_<name>`` and ``best/test_<name>``,
+    and how it reads: which way is better, and whether it is a fraction shown in % (accuracies) or is shown as logged
+    (ECE, logged in % already — METHODS.md; NLL in nats)."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    fraction: bool
+    decimals: int = 2
+
+    @property
+    def key(self) -> str:
+        return f"test/{self.name}"
+
+    @property
+    def final_key(self) -> str:
+        return f"final/test_{self.name}"
+
+    @property
+    def best_key(self) -> str:
+        return f"best/test_{self.name}"
+
+    @property
+    def scale(self) -> float:
+        """Multiplier from the logged value to the shown one."""
+        return 100.0 if self.fraction else 1.0
+
+    def best_of(self, values: list[float]) -> float:
+        return max(values) if self.higher_is_better else min(values)
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("top1", "Top-1", higher_is_better=True, fraction=True),
+        MetricInfo("top5", "Top-5", higher_is_better=True, fraction=True),
+        MetricInfo("nll", "NLL", higher_is_better=False, fraction=False, decimals=3),
+        MetricInfo("ece", "ECE", higher_is_better=False, fraction=False),
+    )
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The facts of a metric named by its key (``test/top1``), summary key (``final/test_top1``) or table column
+    (``final_top1``, ``best_top1``); KeyError for anything else."""
+    for prefix in ("final/", "best/", "test/", "test_", "final_", "best_"):
+        name = name.removeprefix(prefix)
+    return METRICS[name]
