@@ -126,7 +126,14 @@ class EvalConfig(_Frozen):
 # ---------------------------------------------------------------- methods (discriminated union on `name`)
 
 
+def _name_required(schema: dict[str, Any]) -> None:
+    """``name`` picks the method (the union's discriminator): an object without it is refused, so the schema says so."""
+    schema["required"] = ["name", *(r for r in schema.get("required", []) if r != "name")]
+
+
 class _MethodBase(_Frozen):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_name_required)
+
     default_teacher: ClassVar[str] = "none"
     teachers: ClassVar[frozenset[str]] = frozenset({"none"})
     # teacher settings that `--method NAME` applies along with default_teacher

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -60,7 +60,10 @@ class Resources(_Strict):
 
 
 class Baseline(_Strict):
-    name: str = Field(description="a registered method, run on the base recipe with its defaults")
+    name: str = Field(
+        description="a registered method, run on the base recipe with its defaults",
+        json_schema_extra={"enum": [*sorted(METHOD_CONFIGS)]},  # what _known enforces
+    )
     label: str | None = Field(None, pattern=NAME_PATTERN, description="name in tables (default: the method name)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted.path: value on top of the swap")
 
@@ -72,6 +75,11 @@ class Baseline(_Strict):
         return v
 
 
+def _baseline_or_name(schema: dict[str, Any]) -> None:
+    """A baseline may be given as its method's name alone (``baselines: [ce, ps_kd]``)."""
+    schema["items"] = {"anyOf": [schema["items"], {"type": "string", "enum": sorted(METHOD_CONFIGS)}]}
+
+
 class SweepSpec(_Strict):
     """An ablation: variants of a base recipe against baselines, over seeds."""
 
@@ -79,11 +87,19 @@ class SweepSpec(_Strict):
     description: str = Field("", max_length=4000)
     base: RunConfig
     variants: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="name → {dotted.path: value}; empty = the base itself, named 'base'"
+        default_factory=dict,
+        description="name → {dotted.path: value}; empty = the base itself, named 'base'",
+        json_schema_extra={"propertyNames": {"pattern": NAME_PATTERN}},  # what _variant_names enforces
     )
-    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted.path → values, crossed with variants")
-    baselines: list[Baseline] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=100)
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="dotted.path → values, crossed with variants",
+        json_schema_extra={"additionalProperties": {"type": "array", "minItems": 1}},  # what _grid_nonempty enforces
+    )
+    baselines: list[Baseline] = Field(default_factory=list, json_schema_extra=_baseline_or_name)
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(  # RunConfig.seed's range
+        default_factory=lambda: [0], min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
+    )
     objective: Objective = Objective()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: Resources = Resources()
@@ -223,9 +239,15 @@ def data_path_problems(trials: list[Trial], data_root: str | None) -> list[str]:
 
 
 def parse_spec(text: str, fmt: str = "yaml") -> SweepSpec:
-    """Parse and validate a YAML/JSON spec; field errors become a :class:`SpecError` with dotted paths."""
+    """Parse and validate a YAML/JSON spec; field errors become a :class:`SpecError` with dotted paths.
+
+    JSON is validated strictly, as its schema reads (``false`` is no integer, ``"2"`` no number); YAML's values are
+    typed by the YAML parser, so YAML is validated in pydantic's lax mode."""
     try:
-        return SweepSpec.model_validate(parse_text(text, fmt=fmt))
+        data = parse_text(text, fmt=fmt)  # its errors name the format ("not valid JSON: …")
+        if fmt == "json":
+            return SweepSpec.model_validate_json(text, strict=True)
+        return SweepSpec.model_validate(data)
     except ConfigError as err:
         raise SpecError("invalid sweep spec", [str(err)]) from None
     except ValidationError as err:
