@@ -52,14 +52,15 @@ def seed_mlflow(tracking_uri: str, sweep_ids: list[str], trials: int = 4, epochs
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
+    from dashboards.layout import TrialIdentity
+
     client = MlflowClient(tracking_uri)
     exp = client.create_experiment("load")
+    parent = client.create_run(exp).info.run_id
     for sweep_id in sweep_ids:
         for k in range(trials):
-            tags = {"rskd.kind": "trial", "rskd.sweep_id": sweep_id, "rskd.trial_id": f"{sweep_id}-{k}",
-                    "rskd.variant": f"v{k % 2}", "rskd.role": "variant", "rskd.method": "rskd", "rskd.seed": str(k),
-                    "rskd.knobs": "{}"}  # fmt: skip
-            run = client.create_run(exp, tags=tags)
+            trial = TrialIdentity(f"{sweep_id}-{k}", f"v{k % 2}", "variant", "rskd", k, f"hash-{k}", "ema")
+            run = client.create_run(exp, tags=trial.tags(sweep_id, parent, "load"))
             t = int(time.time() * 1000)
             metrics = [Metric("test/top1", random.random(), t, e) for e in range(epochs)]
             metrics += [Metric("epoch", float(epochs), t, 0), Metric("best/test_top1", 0.9, t, 0)]

@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboards.layout import KIND_TRIAL, sweep_filter
 from rskd_core.config_io import validate
 from rskd_core.engine import Trainer
 from worker.driver import DriverSettings, run_sweep
@@ -68,7 +69,7 @@ def main() -> None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(settings.tracking_uri)
-        run = client.search_runs([outcome.experiment_id], "tags.`rskd.kind` = 'trial'")[0]
+        run = client.search_runs([outcome.experiment_id], sweep_filter("overhead-1", KIND_TRIAL))[0]
         sweep_epochs_s = sum(m.value for m in client.get_metric_history(run.info.run_id, "time/epoch_s"))
     ray.shutdown()
     print(

@@ -1,1 +1,2 @@
-"""dashboards: comparisons of variants against baselines — statistics, tables, plots (issue [dashboards])."""
+"""dashboards: the MLflow layout of a sweep, and comparisons of variants against baselines (statistics, tables,
+plots, HTML pages)."""

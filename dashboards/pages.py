@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from dashboards.layout import RunState
 from dashboards.render import note, table
 from dashboards.report import Report
 from worker.states import ACTIVE
@@ -39,8 +40,8 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
         done = failed = 0
         progress = None
         if states is not None:
-            done = states.get("FINISHED", 0)
-            failed = states.get("FAILED", 0) + states.get("KILLED", 0)
+            done = states.get(RunState.FINISHED, 0)
+            failed = states.get(RunState.FAILED, 0) + states.get(RunState.KILLED, 0)
             n = max(int(s["trials"]), 1)
             progress = {"done": round(100 * done / n, 1), "failed": round(100 * failed / n, 1)}
         rows.append({**s, "done": done, "failed": failed, "progress": progress, "best": _pct(s.get("best"))

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from dashboards.collect import SweepData
-from dashboards.layout import METRICS, metric_info
+from dashboards.layout import METRICS, RunState, metric_info
 from dashboards.stats import Compared, compare, describe, holm
 
 MIN_N = 3
@@ -95,7 +95,7 @@ def objective_column(metric: str) -> str:
 def counted(trials: pd.DataFrame) -> pd.Series:
     if trials.empty:
         return pd.Series([], dtype=bool)
-    return (trials["status"] == "FINISHED") & ~trials["stopped_early"].astype(bool)
+    return (trials["status"] == RunState.FINISHED) & ~trials["stopped_early"].astype(bool)
 
 
 def _num(x: Any) -> float | None:

@@ -1,1 +1,1 @@
-"""service: the REST API for sweeps, the embedded local stack and the CLI client (issue [service])."""
+"""service: the REST API for sweeps (FastAPI, SQLAlchemy, Ray Jobs), the embedded local stack and the CLI client."""

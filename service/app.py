@@ -47,6 +47,22 @@ def job_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _services(settings: Settings, db: Database, submitter: Submitter | None, trials: TrialSource | None) -> Services:
+    """The real Ray Jobs submitter and MLflow trial source unless a test gives its own."""
+    source = trials or MlflowTrials(settings.mlflow_tracking_uri)
+    ray_token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None
+    return Services(
+        settings=settings,
+        db=db,
+        submitter=submitter
+        or RayJobSubmitter(
+            settings.ray_address, job_env(settings), settings.rskd_job_stop_timeout_s, settings.ray_auth_mode, ray_token
+        ),
+        trials=source,
+        trial_cache=TrialCache(source, settings.rskd_trials_ttl_s),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -60,21 +76,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url)
         await asyncio.to_thread(db.migrate)
-        source = trials or MlflowTrials(settings.mlflow_tracking_uri)
-        services = Services(
-            settings=settings,
-            db=db,
-            submitter=submitter
-            or RayJobSubmitter(
-                settings.ray_address,
-                job_env(settings),
-                settings.rskd_job_stop_timeout_s,
-                settings.ray_auth_mode,
-                settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None,
-            ),
-            trials=source,
-            trial_cache=TrialCache(source, settings.rskd_trials_ttl_s),
-        )
+        services = _services(settings, db, submitter, trials)
         app.state.services = services
         # everything imported and built so far lives as long as the process: out of the collector's way, so that
         # full collections under load walk only request garbage (p99 of a dry-run POST: ~160 ms → see api_load)

@@ -7,6 +7,7 @@ import json
 
 from fastapi.responses import PlainTextResponse, Response
 
+from dashboards.layout import METRICS, RunState
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
 from dashboards.report import Report, build_report
@@ -39,10 +40,11 @@ def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], fl
     for t in trials:
         by_state[t.status] = by_state.get(t.status, 0) + 1
     if len(trials) < row.trials:
-        by_state["SCHEDULED"] = by_state.get("SCHEDULED", 0) + row.trials - len(trials)
+        by_state[RunState.SCHEDULED] = by_state.get(RunState.SCHEDULED, 0) + row.trials - len(trials)
     objective = _objective(row) or {}
     metric = objective.get("metric", "test/top1")
-    best_key = "best/test_top1" if metric == "test/top1" else metric
+    top1 = METRICS["top1"]
+    best_key = top1.best_key if metric == top1.key else metric
     values = [t.metrics.get(best_key, t.metrics.get(metric)) for t in trials]
     present = [v for v in values if v is not None]
     best = (max(present) if objective.get("mode", "max") == "max" else min(present)) if present else None

@@ -1,1 +1,1 @@
-"""worker: a sweep as one Ray Job — SweepSpec, Ray Tune trials of rskd_core, MLflow tracking (issue [worker])."""
+"""worker: a sweep as one Ray Job — SweepSpec expansion, Ray Tune trials of rskd_core, MLflow tracking."""

@@ -165,16 +165,24 @@ def _label(name: str, point: dict[str, Any]) -> str:
     return name + "[" + ",".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in point.items()) + "]"
 
 
-def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
-    """Every trial of the sweep, validated. Raises :class:`SpecError` naming each bad trial."""
-    base = spec.base.model_dump(mode="json")
-    plans: list[tuple[str, Literal["variant", "baseline"], dict[str, Any], dict[str, Any]]] = []
-    variants = spec.variants or {"base": {}}
-    for name, overrides in variants.items():
+Plan = tuple[str, Literal["variant", "baseline"], dict[str, Any], dict[str, Any]]  # label, role, overrides, swap
+
+
+def _plans(spec: SweepSpec) -> list[Plan]:
+    """Every variant × grid point, then every baseline (each to be run with every seed)."""
+    plans: list[Plan] = []
+    for name, overrides in (spec.variants or {"base": {}}).items():
         for point in _grid_points(spec.grid):
             plans.append((_label(name, point), "variant", {**overrides, **point}, {}))
     for b in spec.baselines:
         plans.append((b.label or b.name, "baseline", dict(b.overrides), {"method": b.name}))
+    return plans
+
+
+def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
+    """Every trial of the sweep, validated. Raises :class:`SpecError` naming each bad trial."""
+    base = spec.base.model_dump(mode="json")
+    plans = _plans(spec)
     n = len(plans) * len(spec.seeds)
     if n > max_trials:
         raise SpecError(

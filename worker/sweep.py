@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from dashboards.layout import RunState
 from worker.driver import DriverSettings, checked_trials, load_saved_spec, run_sweep
 from worker.spec import SpecError, SweepSpec, parse_spec
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep {args.sweep_id}: {outcome.status} — {outcome.finished} finished, {outcome.failed} failed, "
         f"{outcome.killed} killed of {outcome.trials}"
     )
-    return {"FINISHED": 0, "FAILED": 1, "KILLED": 130}[outcome.status]
+    return {RunState.FINISHED: 0, RunState.FAILED: 1, RunState.KILLED: 130}[outcome.status]
 
 
 if __name__ == "__main__":

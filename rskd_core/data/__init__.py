@@ -21,10 +21,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class DataInfo:
-    name: str
     num_classes: int
     channels: int
-    image_size: int
     train_labels: torch.Tensor
     test_size: int
 
@@ -81,7 +79,7 @@ def _array_bundle(
     else:
         train = TorchLoader.from_tensors(ds.x_train, ds.y_train, train_opts)
         test = TorchLoader.from_tensors(ds.x_test, ds.y_test, test_opts)
-    info = DataInfo(ds.name, ds.num_classes, ds.channels, ds.image_size, ds.y_train, int(ds.y_test.shape[0]))
+    info = DataInfo(ds.num_classes, ds.channels, ds.y_train, int(ds.y_test.shape[0]))
     return DataBundle(info, train, test)
 
 
@@ -116,7 +114,7 @@ def _folder_bundle(
     test = TorchLoader(
         ds.test, ds.y_test, test_tf, LoaderOptions(eval_batch, device, False, num_workers=cfg.num_workers)
     )
-    info = DataInfo(ds.name, ds.num_classes, 3, ds.image_size, ds.y_train, len(ds.test))
+    info = DataInfo(ds.num_classes, 3, ds.y_train, len(ds.test))
     return DataBundle(info, train, test)
 
 

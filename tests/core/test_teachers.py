@@ -183,3 +183,12 @@ def _flatten(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
     elif isinstance(state, torch.Tensor):
         out[prefix] = state
     return out
+
+
+def test_config_knows_which_rules_provide_features() -> None:
+    """``config.FEATURE_TEACHERS`` (read by RunConfig's validators, which must not import torch) says the same as each
+    registered rule's ``provides_features``."""
+    from rskd_core.config import FEATURE_TEACHERS
+
+    rules = [create_teacher(TeacherConfig(rule=name)) for name in TEACHERS.names()]
+    assert {r.name for r in rules if r.provides_features} == FEATURE_TEACHERS
