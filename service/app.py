@@ -140,6 +140,9 @@ def _problems_everywhere(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
+            clash = [n for n, d in sweeps.SPEC_DEFS.items() if components.get(n, d) != d]
+            if clash:  # one name, two schemas: a response would be checked against the spec's model
+                raise RuntimeError(f"OpenAPI components {clash} are defined by the SweepSpec and by a response model")
             components.update(sweeps.SPEC_DEFS)
             problem = {"$ref": "#/components/schemas/Problem"}
             for operation in (op for path in schema["paths"].values() for op in path.values()):

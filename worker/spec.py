@@ -41,7 +41,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Objective(_Strict):
+class ObjectiveSpec(_Strict):
     metric: Literal["test/top1", "test/top5", "test/nll", "test/ece"] = Field(
         "test/top1", description="the per-epoch test metric that ranks trials (ASHA) and is compared in the report"
     )
@@ -100,7 +100,7 @@ class SweepSpec(_Strict):
     seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(  # RunConfig.seed's range
         default_factory=lambda: [0], min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
     )
-    objective: Objective = Objective()
+    objective: ObjectiveSpec = ObjectiveSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, ge=1, le=1024)

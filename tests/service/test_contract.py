@@ -83,3 +83,9 @@ def test_an_unknown_report_baseline_is_a_missing_resource(client: TestClient) ->
     sid = client.post("/v1/sweeps", json=SMOKE).json()["id"]
     r = client.get(f"/v1/sweeps/{sid}/report", params={"format": "md", "baseline": "nope"})
     assert r.status_code == 404 and "nope" in r.json()["detail"], r.text
+
+
+def test_the_spec_and_the_report_keep_their_own_schemas(client: TestClient) -> None:
+    """The SweepSpec's definitions join FastAPI's components: a name both use must not swap one schema for the other."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "column" in schemas["Objective"]["properties"] and "column" not in schemas["ObjectiveSpec"]["properties"]
