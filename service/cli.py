@@ -5,7 +5,7 @@
     rskd stop                                    stop a detached stack and everything it started
     rskd submit SPEC.yaml [--follow]             submit a sweep; --follow shows a live table until it ends
     rskd sweeps list | show ID | cancel ID | resume ID
-    rskd report ID [--format md|latex|csv|json] [--baseline NAME]
+    rskd report ID [--format md|latex|csv|json] [--baseline NAME]   a table on a terminal, Markdown when piped
 
 The client talks HTTP to ``RSKD_URL`` (default http://127.0.0.1:8000) with ``RSKD_API_TOKEN``.
 """
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -27,8 +27,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from worker.states import TERMINAL
+
+if TYPE_CHECKING:
+    from dashboards.report import Report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="RSKD sweeps: train, serve, submit, compare.")
 sweeps_app = typer.Typer(no_args_is_help=True, help="Sweeps on the service.")
@@ -109,28 +113,12 @@ def serve(
     detach: Annotated[bool, typer.Option(help="run in the background; `rskd stop` stops it")] = False,
 ) -> None:
     """Start whatever is not given (a Ray head, an MLflow server) and the API; stop all of it on Ctrl-C/SIGTERM."""
-    from service.local_stack import StackError, StackOptions, running_stack, wait_http
+    from service.local_stack import StackError, StackOptions, running_stack
 
     check_host_safe(host)
     h = home()
     if detach:
-        if running_pid(h) is not None:
-            console.print(f"a stack is already running from {h} (pid {running_pid(h)}); `rskd stop` stops it")
-            print_urls(port, mlflow_port, ray_dashboard_port)
-            return
-        h.mkdir(parents=True, exist_ok=True)
-        args = [a for a in sys.argv[1:] if a != "--detach"]
-        log = (h / "serve.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], stdout=log, stderr=log,
-                                start_new_session=True)  # fmt: skip
-        (h / "serve.pid").write_text(str(proc.pid))
-        try:
-            wait_http(f"http://127.0.0.1:{port}/readyz", 300, "the stack")
-        except StackError as err:
-            console.print(f"[red]{err}[/]; see {h / 'serve.log'}")
-            raise typer.Exit(1) from None
-        console.print(f"stack running in the background (pid {proc.pid}); stop it with `rskd stop`")
-        print_urls(port, mlflow_port, ray_dashboard_port)
+        serve_detached(h, port, mlflow_port, ray_dashboard_port)
         return
     opts = StackOptions(home=h, host=host, port=port, mlflow_port=mlflow_port, ray_port=ray_port,
                         ray_dashboard_port=ray_dashboard_port, num_cpus=num_cpus)  # fmt: skip
@@ -153,6 +141,29 @@ def serve(
     except StackError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from None
+
+
+def serve_detached(h: Path, port: int, mlflow_port: int, ray_dashboard_port: int) -> None:
+    """``rskd serve`` again in a new session (without ``--detach``), its output in ``serve.log``, once it is ready."""
+    from service.local_stack import StackError, wait_http
+
+    if running_pid(h) is not None:
+        console.print(f"a stack is already running from {h} (pid {running_pid(h)}); `rskd stop` stops it")
+        print_urls(port, mlflow_port, ray_dashboard_port)
+        return
+    h.mkdir(parents=True, exist_ok=True)
+    args = [a for a in sys.argv[1:] if a != "--detach"]
+    log = (h / "serve.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], stdout=log, stderr=log,
+                            start_new_session=True)  # fmt: skip
+    (h / "serve.pid").write_text(str(proc.pid))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", 300, "the stack")
+    except StackError as err:
+        console.print(f"[red]{err}[/]; see {h / 'serve.log'}")
+        raise typer.Exit(1) from None
+    console.print(f"stack running in the background (pid {proc.pid}); stop it with `rskd stop`")
+    print_urls(port, mlflow_port, ray_dashboard_port)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -269,14 +280,20 @@ def progress_table(d: dict[str, Any], elapsed: float) -> Table:
 @app.command()
 def report(
     sweep_id: str,
-    format: Annotated[str, typer.Option(help="md, latex, csv or json")] = "md",
+    format: Annotated[
+        str | None, typer.Option(help="md, latex, csv or json (default: a table on a terminal, Markdown when piped)")
+    ] = None,
     baseline: Annotated[str | None, typer.Option(help="the baseline of the Δ column (default: the first)")] = None,
 ) -> None:
     """The comparison table: every variant and baseline, mean ± std over seeds, Δ against a baseline with its 95% CI
     and Holm-corrected p."""
-    if format not in ("md", "latex", "csv", "json"):
+    if format not in (None, "md", "latex", "csv", "json"):
         console.print(f"[red]unknown format {format!r}[/]: use md, latex, csv or json")
         raise typer.Exit(2)
+    if format is None and console.is_terminal:
+        show_report(sweep_id, baseline)
+        return
+    format = format or "md"
     params = {"format": format, **({"baseline": baseline} if baseline else {})}
     rep = _call("GET", f"/v1/sweeps/{sweep_id}/report", params=params)
     if format == "json":
@@ -284,6 +301,36 @@ def report(
     else:
         sys.stdout.write(rep)
         sys.stdout.flush()
+
+
+def show_report(sweep_id: str, baseline: str | None) -> None:
+    """The report's JSON, typed, printed as a terminal table with its footnotes."""
+    from dashboards.render import note
+    from dashboards.report import Report
+
+    rep = Report.model_validate(_call("GET", f"/v1/sweeps/{sweep_id}/report"))
+    try:
+        console.print(report_table(rep, baseline))
+    except ValueError as err:  # a baseline the sweep does not have
+        console.print(Text(str(err), style="red"))
+        raise typer.Exit(2) from None
+    console.print(Text(note(rep)))
+
+
+def report_table(rep: Report, baseline: str | None) -> Table:
+    """The cells of the Markdown table (``dashboards.render.table``: the best of each column bold, Δ with its CI,
+    Holm p, † and ‡) as a rich table: no Markdown escapes, variants above a rule, baselines below it."""
+    from dashboards.render import table
+
+    header, rows = table(rep, baseline)
+    o = rep.objective
+    t = Table(title=f"{rep.sweep_id}: {o.metric} ({o.mode}), {rep.trials - rep.excluded} of {rep.trials} trials")
+    for i, h in enumerate(header):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    n_variants = sum(v.role == "variant" for v in rep.variants)
+    for i, cells in enumerate(rows):
+        t.add_row(*(Text(c.text, style="bold" if c.bold else "") for c in cells), end_section=i == n_variants - 1)
+    return t
 
 
 @sweeps_app.command("list")
