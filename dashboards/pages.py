@@ -15,7 +15,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from dashboards.layout import RunState
 from dashboards.render import note, table
 from dashboards.report import Report
-from worker.states import ACTIVE
 
 STATIC = Path(__file__).with_name("static")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -33,7 +32,8 @@ def _pct(x: float | None) -> str:
 
 
 def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | None], root: str = "") -> str:
-    """``sweeps``: id, name, status, trials, created_at, and (when MLflow answered) ``states`` and ``best``."""
+    """``sweeps``: id, name, status, ``active`` (the job may still change: the page refreshes), trials, created_at, and
+    (when MLflow answered) ``states`` and ``best``."""
     rows = []
     for s in sweeps:
         states = s.get("states")
@@ -46,7 +46,7 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
             progress = {"done": round(100 * done / n, 1), "failed": round(100 * failed / n, 1)}
         rows.append({**s, "done": done, "failed": failed, "progress": progress, "best": _pct(s.get("best"))
                      if s.get("best") is not None else None, "created": str(s["created_at"])[:19]})  # fmt: skip
-    active = any(s["status"] in ACTIVE for s in sweeps)
+    active = any(s["active"] for s in sweeps)
     return (
         environment()
         .get_template("index.html")
@@ -64,7 +64,8 @@ def sweep_page(
     error: str | None = None,
     root: str = "",
 ) -> str:
-    """``trials``: TrialView-like dicts; ``links['mlflow']`` makes each run a link into the MLflow UI."""
+    """``sweep``: id, name, status, ``active``, message, spec; ``trials``: TrialView-like dicts; ``links['mlflow']``
+    makes each run a link into the MLflow UI."""
     states: dict[str, int] = {}
     for t in trials:
         states[t["status"]] = states.get(t["status"], 0) + 1
@@ -79,7 +80,7 @@ def sweep_page(
          else None}
         for t in trials
     ]  # fmt: skip
-    active = sweep["status"] in ACTIVE
+    active = bool(sweep["active"])
     return (
         environment()
         .get_template("sweep.html")

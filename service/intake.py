@@ -10,7 +10,7 @@ from fastapi import Request
 
 from service.settings import Settings
 from service.sweeps import Refused
-from worker.spec import SpecError, SweepSpec, Trial, data_path_problems, expand, parse_spec
+from worker.spec import SpecError, SweepSpec, Trial, data_path_problems, epoch_limit_problems, expand, parse_spec
 
 
 def body_format(content_type: str | None) -> str:
@@ -27,9 +27,7 @@ async def read_body(request: Request, limit: int) -> str:
 
 def limit_problems(trials: list[Trial], settings: Settings) -> list[str]:
     """What this service refuses beyond the spec's own rules: too many epochs, data paths outside RSKD_DATA_ROOT."""
-    cap = settings.rskd_max_epochs
-    over = [f"{t.variant} (seed {t.seed}): optim.epochs={t.config.optim.epochs} is over this service's limit "
-            f"RSKD_MAX_EPOCHS={cap}" for t in trials if t.config.optim.epochs > cap]  # fmt: skip
+    over = epoch_limit_problems(trials, settings.rskd_max_epochs)  # the driver checks the same, with the same words
     return over + data_path_problems(trials, settings.rskd_data_root)
 
 

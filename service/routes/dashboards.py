@@ -20,6 +20,7 @@ from dashboards.plots import grid_axes
 from service.deps import ServicesDep, SweepDep, bearer, in_db, token_ok
 from service.models import SweepRow
 from service.reports import progress, report_text, sweep_plots, sweep_report
+from worker.states import ACTIVE
 
 COOKIE = "rskd_token"
 router = APIRouter(prefix="/dashboards", include_in_schema=False)
@@ -39,7 +40,7 @@ async def index(services: ServicesDep) -> HTMLResponse:
 
     async def one(row: SweepRow) -> dict[str, Any]:
         item: dict[str, Any] = {"id": row.id, "name": row.name, "status": row.status, "trials": row.trials,
-                                "created_at": row.created_at}  # fmt: skip
+                                "created_at": row.created_at, "active": row.status in ACTIVE}  # fmt: skip
         try:
             states, best = progress(await services.trial_cache.trials(row), row)
         except Exception:  # MLflow down: the page still lists the sweeps
@@ -53,7 +54,7 @@ async def index(services: ServicesDep) -> HTMLResponse:
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse, dependencies=[Auth])
 async def sweep(row: SweepDep, services: ServicesDep) -> HTMLResponse:
     info = {"id": row.id, "name": row.name, "status": row.status, "message": row.message,
-            "spec": json.loads(row.spec_json)}  # fmt: skip
+            "spec": json.loads(row.spec_json), "active": row.status in ACTIVE}  # fmt: skip
     links = services.settings.ui_links()
     try:
         trials = [t.model_dump() for t in await services.trial_cache.trials(row)]
