@@ -58,6 +58,33 @@ class DataConfig(_Frozen):
     train_size: int = Field(512, ge=8, le=1_000_000, description="synthetic: training samples")
     test_size: int = Field(256, ge=8, le=1_000_000, description="synthetic: test samples")
     download: bool = Field(False, description="cifar: download when missing (needs internet; off by default)")
+    # harder, still-real tasks from small tensor data sets: a stratified training subset and symmetric label noise
+    train_per_class: int | None = Field(
+        None, ge=1, description="train on this many images of each class (a stratified subset); unset = all"
+    )
+    train_fraction: float | None = Field(
+        None, gt=0, le=1, description="train on this fraction of each class (a stratified subset); unset = all"
+    )
+    label_noise: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="symmetric label noise: this fraction of the training labels is replaced by a uniformly drawn "
+        "other class (the test set stays clean)",
+    )
+    subset_seed: int = Field(
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="seed of the training subset and the label noise; independent of the run's seed, so every "
+        "trial of a sweep sees the same images and the same noisy labels",
+    )
+
+    @model_validator(mode="after")
+    def _one_subset_rule(self) -> DataConfig:
+        if self.train_per_class is not None and self.train_fraction is not None:
+            raise ValueError("set data.train_per_class or data.train_fraction, not both")
+        return self
 
 
 class ModelConfig(_Frozen):
@@ -75,7 +102,11 @@ class TeacherConfig(_Frozen):
         description="frozen: a checkpoint.pt/best.pt of the same architecture; unset = first train one with CE "
         "on the same recipe (stage 1 of a two-stage run)",
     )
-    bn_mode: Literal["eval", "train"] = Field("eval", description="teacher BatchNorm: running stats or batch stats")
+    bn_mode: Literal["eval", "train"] | None = Field(
+        None,
+        description="teacher BatchNorm: running stats (eval) or batch stats (train); unset = train for ema and "
+        "prev_epoch (a copy of a moving student, whose running stats lag its weights), eval for frozen",
+    )
     repeat_split: Literal["half", "full"] = Field(
         "half",
         description="last_batch: a step holds B/2 new + B/2 repeated images (half) or B new + B repeated (full, "
@@ -86,6 +117,13 @@ class TeacherConfig(_Frozen):
         description="last_batch: repeat the previous images as they were (same; cached features stay exact) or as a "
         "second augmented view (second, as DLB's released code)",
     )
+
+    @property
+    def resolved_bn_mode(self) -> Literal["eval", "train"]:
+        """``bn_mode``, or the rule's default when unset (docs/rskd.md: an eval-mode copy of the student collapses)."""
+        if self.bn_mode is not None:
+            return self.bn_mode
+        return "train" if self.rule in ("ema", "prev_epoch") else "eval"
 
 
 class OptimConfig(_Frozen):
@@ -99,6 +137,9 @@ class OptimConfig(_Frozen):
     milestones: tuple[int, ...] = Field((100, 150), description="multistep: epochs at which lr ×= gamma")
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, per step, over this many epochs")
+    grad_clip: float | None = Field(
+        None, gt=0, description="clip the global gradient norm to this value before each step; unset = no clipping"
+    )
 
     @model_validator(mode="after")
     def _milestones_sorted(self) -> OptimConfig:
@@ -116,6 +157,12 @@ class RuntimeConfig(_Frozen):
     compile: bool = Field(False, description="torch.compile the model")
     deterministic: bool = Field(False, description="deterministic algorithms (bit-identical resume on CPU)")
     threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads")
+    diagnostics_every: int = Field(
+        0,
+        ge=0,
+        description="every N steps measure the gradient each loss term sends into each feature tap, plus the "
+        "method's gap statistics and the teacher's test accuracy (diag/* metrics); 0 = off",
+    )
 
 
 class EvalConfig(_Frozen):
@@ -249,7 +296,12 @@ class RSKDConfig(_MethodBase):
     temperature: float = Field(4.0, gt=0, le=100)
     weights: RSKDWeights = RSKDWeights()
     out_loss: Literal["kl", "mse"] = Field("kl", description="output residual: τ²·KL form or ‖r(h) − g‖²/K form")
-    gap_grad: Literal["stop", "through"] = Field("stop", description="z_g = sg(z) (stop) or z (through)")
+    gap_grad: Literal["feature", "stop", "through"] = Field(
+        "feature",
+        description="what the output residual term trains besides r: feature = the last feature layer, through the "
+        "residual head and the frozen classifier (z_g = sg(W)·h + sg(b)); stop = the feature layer through r only "
+        "(z_g = sg(z)); through = also the classifier (z_g = z)",
+    )
     target: Literal["next", "last"] = Field(
         "next", description="stage l regresses the gap of stage l+1, or of the deepest stage (stage4 on ResNet-18)"
     )

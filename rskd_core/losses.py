@@ -93,7 +93,8 @@ def residual_logit_loss(
       the per-sample constant that logits are only defined up to (so log-probability teachers work too).
 
     With ``stop`` the gradient reaches the last feature layer only through r: that layer literally learns the gap.
-    With ``through`` the term also pulls z towards z̃, i.e. it matches z + r(h) to z̃.
+    With ``through`` the gradient flows through ``student_logits`` as given: RSKD passes z itself (the classifier is
+    pulled too) or, for its ``feature`` mode, z recomputed from h with the classifier's weights detached.
     """
     z_t = teacher_logits.detach()
     z_g = student_logits.detach() if gap_grad == "stop" else student_logits

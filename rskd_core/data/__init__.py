@@ -13,6 +13,7 @@ from rskd_core.data.augment import AugmentSpec
 from rskd_core.data.batch import Batch
 from rskd_core.data.datasets import DATASETS, ArrayDataset, DataError, FolderDataset, load_dataset
 from rskd_core.data.loaders import DeviceLoader, Loader, LoaderOptions, TorchLoader, epoch_seed
+from rskd_core.data.subsets import apply_train_options
 
 # Data sets below this size (bytes of the float32 training tensor) go to the device when data.loader=auto.
 DEVICE_RESIDENT_LIMIT = 4 * 1024**3
@@ -127,7 +128,7 @@ def build_data(
     seed: int,
     data_root: Path | None,
 ) -> DataBundle:
-    ds = load_dataset(cfg, data_root)
+    ds = apply_train_options(load_dataset(cfg, data_root), cfg)
     if isinstance(ds, FolderDataset):
         return _folder_bundle(ds, cfg, device, needs, eval_batch_size, seed)
     return _array_bundle(ds, cfg, device, needs, eval_batch_size, seed)

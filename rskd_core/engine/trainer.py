@@ -24,6 +24,7 @@ import rskd_core.engine.checkpoint as ckpt
 from rskd_core.config import RunConfig
 from rskd_core.data import Batch, DataBundle, build_data
 from rskd_core.engine.callbacks import Callback, ProgressBar
+from rskd_core.engine.diagnostics import Diagnostics, teacher_agreement
 from rskd_core.engine.metrics import classification_metrics
 from rskd_core.engine.schedule import LRSchedule
 from rskd_core.methods import Method, ModelOutput, Progress, create_method
@@ -109,10 +110,13 @@ class Trainer:
                 taps=self.method.teacher_taps,
             ),
         )
-        self.student_taps = tuple(sorted(set(self.method.student_taps) | set(self.teacher.student_taps())))
+        self.diagnostics = Diagnostics(cfg.runtime.diagnostics_every)
+        extra = {f.name for f in self.model.feature_info} if self.diagnostics.every else set()
+        self.student_taps = tuple(sorted(set(self.method.student_taps) | set(self.teacher.student_taps()) | extra))
         self.model.check_taps(self.student_taps)
         params = [p for p in [*self.model.parameters(), *self.method.parameters()] if p.requires_grad]
         o = cfg.optim
+        self.params = params
         self.optimizer = torch.optim.SGD(
             params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay
         )
@@ -168,8 +172,22 @@ class Trainer:
                 logits, taps = self.model.forward_taps(x, self.method.eval_taps)
                 logits_all.append(self.method.predict(ModelOutput(logits, taps)).float())
                 labels_all.append(batch.y)
-        metrics = classification_metrics(torch.cat(logits_all), torch.cat(labels_all), self.cfg.eval.ece_bins)
-        return {f"test/{k}": v for k, v in metrics.items()}
+        logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+        metrics = classification_metrics(logits, labels, self.cfg.eval.ece_bins)
+        result = {f"test/{k}": v for k, v in metrics.items()}
+        if self.diagnostics.every:
+            result.update(self._teacher_diagnostics(logits, labels))
+        return result
+
+    def _teacher_diagnostics(self, student_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        teacher_logits = []
+        with torch.no_grad(), self._autocast():
+            for batch in self.data.test.epoch(0):
+                t = self.teacher.eval_logits(self._prepare_input(batch.x))
+                if t is None:
+                    return {}
+                teacher_logits.append(t.float())
+        return teacher_agreement(torch.cat(teacher_logits), student_logits, labels)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
@@ -312,6 +330,9 @@ class Trainer:
             logits, taps = self.forward(x, self.student_taps)
             terms = self.method.losses(batch, ModelOutput(logits, taps), signal, progress)
             loss = torch.stack([t.float() for t in terms.values()]).sum()
+            if self.diagnostics.due(self.global_step):
+                self.diagnostics.measure_gradients(terms, taps)
+                self.diagnostics.add_stats(self.method.step_stats(ModelOutput(logits, taps), signal))
         if not bool(torch.isfinite(loss)):
             bad = {k: float(v.detach()) for k, v in terms.items() if not bool(torch.isfinite(v))}
             raise NonFiniteLossError(
@@ -321,6 +342,10 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.optim.grad_clip is not None:
+            total_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+            if self.diagnostics.due(self.global_step):
+                self.diagnostics.add("diag/grad_total_norm", float(total_norm))
         self.optimizer.step()
         self.global_step += 1
         self.teacher.after_step(batch, logits.detach(), {k: v.detach() for k, v in taps.items()})
@@ -349,6 +374,7 @@ class Trainer:
         record: dict[str, Any] = {"epoch": e + 1}
         record.update({f"train/{k}": float(v) / max(self.steps_per_epoch, 1) for k, v in sums.items()})
         record.update(self.evaluate())
+        record.update(self.diagnostics.pop_epoch())
         record["lr"] = self.schedule.lr_at(max(self.global_step - 1, 0))
         record["throughput/samples_per_s"] = images / max(elapsed, 1e-9)
         record["time/epoch_s"] = elapsed

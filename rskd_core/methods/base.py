@@ -66,3 +66,7 @@ class Method(nn.Module):
     def predict(self, out: ModelOutput) -> torch.Tensor:
         """The logits used for evaluation."""
         return out.logits
+
+    def step_stats(self, out: ModelOutput, teacher: TeacherSignal | None) -> dict[str, float]:
+        """Method-specific per-step statistics for the optional diagnostics (none by default)."""
+        return {}

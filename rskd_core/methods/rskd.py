@@ -86,6 +86,8 @@ class RSKD(Method):
         self.teacher_taps = tuple(targets)
         self.student_taps = tuple(sorted(set(self.stages) | set(targets) | ({"last"} if self.residual else set())))
         self.eval_taps = ("last",) if cfg.infer_with_residual else ()
+        # a reference, not a submodule: the classifier's parameters belong to the model (and its optimizer group)
+        self._classifier: tuple[nn.Linear] = (model.classifier(),)
 
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
@@ -96,8 +98,8 @@ class RSKD(Method):
         if w.ce > 0:
             terms["ce"] = w.ce * F.cross_entropy(z, y)
         r = self.residual(out.taps["last"]) if self.residual is not None else None
+        z_g = self.base_logits(out) if r is not None else z
         if r is not None and w.res_ce > 0:
-            z_g = z.detach() if cfg.gap_grad == "stop" else z
             terms["res_ce"] = w.res_ce * F.cross_entropy(z_g + r, y)
 
         ramp = linear_ramp(progress, cfg.warmup_epochs)
@@ -112,8 +114,9 @@ class RSKD(Method):
             terms["res_out"] = zero
             if has_signal and w.out > 0 and ramp > 0:
                 assert teacher is not None and teacher.logits is not None
+                # z_g carries the gradient path that gap_grad chose; the loss must not detach it again
                 loss = residual_logit_loss(
-                    pick(z), pick(teacher.logits), pick(r), cfg.temperature, cfg.out_loss, cfg.gap_grad
+                    pick(z_g), pick(teacher.logits), pick(r), cfg.temperature, cfg.out_loss, gap_grad="through"
                 )
                 terms["res_out"] = ramp * w.out * loss
         if w.kd > 0:
@@ -131,6 +134,38 @@ class RSKD(Method):
                 loss = residual_feature_loss(adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm)
                 terms[key] = ramp * w.layers * loss
         return terms
+
+    def base_logits(self, out: ModelOutput) -> torch.Tensor:
+        """z_g, the student logits the residual corrects, with the gradient path ``gap_grad`` asks for.
+
+        ``feature``: z recomputed from h through the classifier's detached weights, so the term's gradient reaches h
+        through both r and W — the true derivative of the corrected output ẑ = W·h + b + r(h) with respect to the
+        feature — while W and b themselves are not pulled. ``stop``: sg(z); h then learns only through r, and moving h
+        moves z and so the very gap r is fitting (a feedback loop that diverges when r ≈ −c·W; docs/rskd.md).
+        ``through``: z itself (W is pulled towards the teacher as in plain KD).
+        """
+        if self.cfg.gap_grad == "stop":
+            return out.logits.detach()
+        if self.cfg.gap_grad == "through":
+            return out.logits
+        fc = self._classifier[0]
+        h = out.taps["last"]
+        return F.linear(h, fc.weight.detach().to(h.dtype), None if fc.bias is None else fc.bias.detach().to(h.dtype))
+
+    @torch.no_grad()
+    def step_stats(self, out: ModelOutput, teacher: TeacherSignal | None) -> dict[str, float]:
+        """‖z̃ − z‖ and ‖r(h)‖ per sample (batch means), and the cosine between r(h) and the gap."""
+        stats: dict[str, float] = {}
+        if self.residual is not None:
+            r = self.residual(out.taps["last"]).float()
+            stats["residual_norm"] = float(r.norm(dim=1).mean())
+        if teacher is not None and teacher.logits is not None:
+            rows = teacher.mask if teacher.mask is not None else slice(None)
+            gap = (teacher.logits.float() - out.logits.float())[rows]
+            stats["gap_norm"] = float(gap.norm(dim=1).mean())
+            if self.residual is not None and gap.shape[0]:
+                stats["residual_gap_cos"] = float(F.cosine_similarity(r[rows], gap, dim=1).mean())
+        return stats
 
     def predict(self, out: ModelOutput) -> torch.Tensor:
         if self.cfg.infer_with_residual and self.residual is not None:

@@ -63,6 +63,11 @@ class TapModel(nn.Module):
 
     feature_info: list[FeatureSpec]
     num_classes: int
+    fc: nn.Linear
+
+    def classifier(self) -> nn.Linear:
+        """The linear head z = W·h + b that reads the pooled feature ``last``."""
+        return self.fc
 
     def tap_names(self) -> list[str]:
         return [f.name for f in self.feature_info]

@@ -76,6 +76,11 @@ class TeacherRule(ABC):
     def on_epoch_start(self, epoch: int) -> None:  # noqa: B027
         """Called before the first step of each epoch."""
 
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's logits on unseen images (diagnostics); None for rules that are not a network."""
+        del x
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

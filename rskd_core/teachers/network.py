@@ -19,7 +19,9 @@ class NetworkTeacher(TeacherRule):
     """A frozen copy ξ of the student, evaluated without gradients on the student's augmented input.
 
     ``bn_mode=eval`` uses the copy's running statistics; ``train`` normalises with the batch statistics and leaves the
-    running statistics untouched (BatchNorm momentum 0 on the copy).
+    running statistics untouched (BatchNorm momentum 0 on the copy). Unset, copies of the moving student (``ema``,
+    ``prev_epoch``) use ``train``: early in training the student's running statistics lag its weights so far that an
+    eval-mode copy scores near chance on its own training images, and distilling from it collapses the student.
     """
 
     provides_features: ClassVar[bool] = True
@@ -36,17 +38,22 @@ class NetworkTeacher(TeacherRule):
         net = copy.deepcopy(student)
         for p in net.parameters():
             p.requires_grad_(False)
-        if self.cfg.bn_mode == "train":
+        bn_train = self.cfg.resolved_bn_mode == "train"
+        if bn_train:
             for m in net.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0
-        net.train(self.cfg.bn_mode == "train")
+        net.train(bn_train)
         self.net = net
 
     def signal(self, batch: Batch) -> TeacherSignal:
         assert self.net is not None, "setup() first"
         logits, feats = self.net.forward_taps(batch.x, self.taps)
         return TeacherSignal(logits=logits, features=feats)
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        assert self.net is not None, "setup() first"
+        return self.net.forward_taps(x, ())[0]
 
     def _copy_from_student(self) -> None:
         assert self.net is not None and self.student is not None
