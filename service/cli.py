@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from dashboards.layout import RunState
 from worker.states import TERMINAL
 
 if TYPE_CHECKING:
@@ -261,9 +262,9 @@ def follow_sweep(sweep_id: str, interval: float = 2.0) -> None:
 
 def progress_table(d: dict[str, Any], elapsed: float) -> Table:
     states = d.get("trials_by_state", {})
-    done = states.get("FINISHED", 0)
-    failed = states.get("FAILED", 0) + states.get("KILLED", 0)
-    running = states.get("RUNNING", 0)
+    done = states.get(RunState.FINISHED, 0)
+    failed = states.get(RunState.FAILED, 0) + states.get(RunState.KILLED, 0)
+    running = states.get(RunState.RUNNING, 0)
     pending = max(d["trials"] - done - failed - running, 0)
     eta = "–"
     if done:
