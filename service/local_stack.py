@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,7 +87,10 @@ class LocalStack:
             _refuse_busy(url, "Ray's dashboard", "--ray-dashboard-port")
             cmd = [str(self.bin / "ray"), "start", "--head", "--block", f"--port={self.opts.ray_port}",
                    "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                   f"--dashboard-port={self.opts.ray_dashboard_port}", "--disable-usage-stats"]  # fmt: skip
+                   f"--dashboard-port={self.opts.ray_dashboard_port}", "--disable-usage-stats",
+                   # the job agent's default port (52365) is shared by every Ray on the machine: a second stack's
+                   # agent would fail to bind it and no job could ever be submitted there
+                   f"--dashboard-agent-listen-port={_free_port()}"]  # fmt: skip
             if self.opts.num_cpus:
                 cmd.append(f"--num-cpus={self.opts.num_cpus}")
             self._spawn("ray", cmd, {k: v for k, v in base.items() if k != "RAY_ADDRESS"})
@@ -124,6 +128,12 @@ def check_host(host: str, token: str | None) -> None:
         raise StackError(
             f"refusing to serve on {host} without a token: set RSKD_API_TOKEN, or keep the default --host 127.0.0.1"
         )
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _refuse_busy(url: str, what: str, flag: str) -> None:
