@@ -98,7 +98,17 @@ def test_trial_count_limit() -> None:
         expand(s, max_trials=50)
 
 
-@pytest.mark.parametrize("name", ["digits_smoke.yaml", "digits_ablation.yaml", "cifar100_paper.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "digits_smoke.yaml",
+        "digits_ablation.yaml",
+        "cifar100_paper.yaml",
+        "digits_noisy.yaml",
+        "rskd_stability.yaml",
+        "rskd_lr.yaml",
+    ],
+)
 def test_example_specs_expand(name: str) -> None:
     trials = expand(parse_spec((SWEEPS / name).read_text()))
     if name == "digits_smoke.yaml":
@@ -107,6 +117,13 @@ def test_example_specs_expand(name: str) -> None:
         assert len(trials) == 36
         assert {t.variant for t in trials if t.role == "baseline"} == {"ce", "label_smoothing", "ps_kd", "cs_kd"}
         assert {t.config.teacher.rule for t in trials if t.role == "variant"} == {"ema", "prev_epoch"}
+    if name == "digits_noisy.yaml":  # RSKD-L/ML × EMA/prev-epoch + 5 baselines, 5 seeds, every trial on noisy labels
+        assert len(trials) == 45
+        assert {t.config.data.label_noise for t in trials} == {0.4}
+        assert {t.config.seed for t in trials} == {0, 1, 2, 3, 4}
+    if name == "rskd_stability.yaml":  # the old and new defaults, one knob at a time
+        knobs = {(t.config.teacher.bn_mode, t.config.method.gap_grad) for t in trials if t.role == "variant"}  # type: ignore[union-attr]
+        assert knobs == {("eval", "stop"), ("eval", "feature"), ("train", "stop"), ("train", "feature")}
 
 
 def test_spec_module_imports_without_ray_mlflow_or_torch() -> None:
