@@ -151,10 +151,34 @@ class OptimConfig(_Frozen):
 
 
 class RuntimeConfig(_Frozen):
+    """How a run uses its device. Unset speed knobs (None) take the fast value on CUDA and the plain one elsewhere
+    (``rskd_core.engine.runtime.resolve_runtime``); the resolved values go into ``run.json`` / the trial's run info."""
+
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")
-    amp: bool = Field(False, description="bf16 autocast (CUDA)")
-    channels_last: bool = False
-    compile: bool = Field(False, description="torch.compile the model")
+    amp: bool | None = Field(None, description="bf16 autocast; unset = on for CUDA, off elsewhere")
+    channels_last: bool | None = Field(None, description="NHWC memory format; unset = on for CUDA, off elsewhere")
+    compile: bool | None = Field(
+        None, description="torch.compile the student's and the teacher's training forward; unset = on for CUDA"
+    )
+    cudnn_benchmark: bool | None = Field(
+        None, description="let cuDNN time its algorithms for each shape; unset = on for CUDA unless deterministic"
+    )
+    sgd_impl: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        "auto", description="SGD kernel: auto = fused on CUDA, torch's own choice elsewhere"
+    )
+    nan_check_every: int | None = Field(
+        None,
+        ge=1,
+        description="look at the NaN/inf flag every N steps (and at each epoch's end); 1 checks before every "
+        "backward (a host sync per step); unset = 1 on CPU, 100 on CUDA",
+    )
+    gpu_memory_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="cap this process's CUDA memory to this share of the GPU (packed trials; a sweep fills it "
+        "from resources.gpu); unset = no cap",
+    )
     deterministic: bool = Field(False, description="deterministic algorithms (bit-identical resume on CPU)")
     threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads")
     diagnostics_every: int = Field(

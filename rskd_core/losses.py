@@ -14,8 +14,25 @@ import torch
 import torch.nn.functional as F
 
 
-def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """τ²·KL(softmax(z̃/τ) ‖ softmax(z/τ)), summed over classes, mean over the batch.
+def batch_mean(per_sample: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch; with a boolean ``mask``, over the rows it marks (0 when it marks none).
+
+    The same value as ``per_sample[mask].mean()`` without a host sync (boolean indexing waits for the GPU to count
+    the rows); rows outside the mask give no value and no gradient, even when they are not finite.
+    """
+    if mask is None:
+        return per_sample.mean()
+    kept = torch.where(mask, per_sample, per_sample.new_zeros(()))
+    return kept.sum() / mask.sum().clamp_min(1).to(per_sample.dtype)
+
+
+def kd_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """τ²·KL(softmax(z̃/τ) ‖ softmax(z/τ)), summed over classes, mean over the batch (the ``mask``ed rows).
 
     Hinton et al. (2015). The τ² factor keeps gradient magnitudes comparable across temperatures. Nothing is
     detached here: callers decide which side is a (stop-gradient) teacher.
@@ -24,7 +41,7 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     log_p_t = F.log_softmax(teacher_logits / t, dim=1)
     log_p_s = F.log_softmax(student_logits / t, dim=1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
-    return kl.mean() * (t * t)
+    return batch_mean(kl, mask) * (t * t)
 
 
 def kl_to_target(
@@ -81,6 +98,7 @@ def residual_logit_loss(
     temperature: float = 4.0,
     form: Literal["kl", "mse"] = "kl",
     gap_grad: Literal["stop", "through"] = "stop",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RSKD-L, the output-level residual term (METHODS.md §11.2 item 1; an inferred formulation).
 
@@ -95,14 +113,15 @@ def residual_logit_loss(
     With ``stop`` the gradient reaches the last feature layer only through r: that layer literally learns the gap.
     With ``through`` the gradient flows through ``student_logits`` as given: RSKD passes z itself (the classifier is
     pulled too) or, for its ``feature`` mode, z recomputed from h with the classifier's weights detached.
+    ``mask`` restricts the batch mean to the rows that have a teacher.
     """
     z_t = teacher_logits.detach()
     z_g = student_logits.detach() if gap_grad == "stop" else student_logits
     if form == "kl":
-        return kd_kl(z_g + residual, z_t, temperature)
+        return kd_kl(z_g + residual, z_t, temperature, mask)
     if form == "mse":
         gap = _center(z_t) - _center(z_g)
-        return ((residual - gap) ** 2).sum(dim=1).mean() / residual.shape[1]
+        return batch_mean(((residual - gap) ** 2).sum(dim=1), mask) / residual.shape[1]
     raise ValueError(f"unknown residual form {form!r}; use 'kl' or 'mse'")
 
 
@@ -130,6 +149,7 @@ def residual_feature_loss(
     student_feature: torch.Tensor,
     teacher_feature: torch.Tensor,
     norm: Literal["none", "layernorm", "l2"] = "none",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RSKD-ML, the layer-wise residual term (METHODS.md §11.2 item 2; an inferred formulation).
 
@@ -138,11 +158,12 @@ def residual_feature_loss(
 
         L_l = mean( (a_l(F_l) − sg(N(F̃_j) − N(F_j)))² ),
 
-    the mean over every element, N the ``norm`` of :func:`normalize_features`. Gradients reach F_l (and the layers
-    before it) only through the adapter; the target is constant.
+    the mean over every element (of the ``mask``ed rows), N the ``norm`` of :func:`normalize_features`. Gradients
+    reach F_l (and the layers before it) only through the adapter; the target is constant.
     """
     with torch.no_grad():
         gap = normalize_features(teacher_feature, norm) - normalize_features(student_feature, norm)
     if adapted.shape != gap.shape:
         raise ValueError(f"adapter output {tuple(adapted.shape)} does not match the target gap {tuple(gap.shape)}")
-    return ((adapted - gap) ** 2).mean()
+    squared = (adapted - gap) ** 2
+    return squared.mean() if mask is None else batch_mean(squared.flatten(1).mean(dim=1), mask)

@@ -26,6 +26,15 @@ from rskd_core.data import Batch, DataBundle, build_data
 from rskd_core.engine.callbacks import Callback, ProgressBar
 from rskd_core.engine.diagnostics import Diagnostics, teacher_agreement
 from rskd_core.engine.metrics import classification_metrics
+from rskd_core.engine.nan_guard import NanGuard
+from rskd_core.engine.runtime import (
+    cap_memory,
+    explain_oom,
+    resolve_runtime,
+    sgd_options,
+    system_info,
+    system_metrics,
+)
 from rskd_core.engine.schedule import LRSchedule
 from rskd_core.methods import Method, ModelOutput, Progress, create_method
 from rskd_core.models import TapModel, create_model
@@ -33,10 +42,6 @@ from rskd_core.teachers import TeacherContext, TeacherRule, create_teacher
 
 CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the message names the epoch, the step and the offending terms."""
 
 
 class ResumeError(ValueError):
@@ -82,6 +87,8 @@ class Trainer:
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.runtime.device)
+        self.rt = resolve_runtime(cfg.runtime, self.device)
+        cap_memory(self.device, self.rt.gpu_memory_fraction)  # before the data set and the model land there
         torch.manual_seed(cfg.seed)
         self.teacher: TeacherRule = create_teacher(cfg.teacher)
         self.data_root = Path(data_root) if data_root is not None else None
@@ -97,7 +104,7 @@ class Trainer:
         self.num_classes = info.num_classes
         self.model: TapModel = create_model(cfg.model, info.num_classes, info.channels).to(self.device)
         self.method: Method = create_method(cfg.method, self.model).to(self.device)
-        if cfg.runtime.channels_last:
+        if self.rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.method.to(memory_format=torch.channels_last)
         self.teacher.setup(
@@ -118,11 +125,22 @@ class Trainer:
         o = cfg.optim
         self.params = params
         self.optimizer = torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay
+            params,
+            lr=o.lr,
+            momentum=o.momentum,
+            nesterov=o.nesterov and o.momentum > 0,
+            weight_decay=o.weight_decay,
+            **sgd_options(self.rt.sgd_impl),
         )
         self.steps_per_epoch = len(self.data.train)
         self.schedule = LRSchedule(o, self.steps_per_epoch)
-        self.forward = torch.compile(self.model.forward_taps) if cfg.runtime.compile else self.model.forward_taps
+        # static shapes: an epoch has at most two batch sizes, each compiled once (dynamic kernels are slower)
+        self.forward = (
+            torch.compile(self.model.forward_taps, dynamic=False) if self.rt.compile else self.model.forward_taps
+        )
+        if self.rt.compile:
+            self.teacher.compile()
+        self.nan_guard = NanGuard(self.rt.nan_check_every)
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -137,6 +155,10 @@ class Trainer:
         self._stop = True
 
     def fit(self, resume_from: str | Path | None = None) -> FitResult:
+        with explain_oom(self.device, self.rt.gpu_memory_fraction, self.cfg.optim.batch_size):
+            return self._fit(resume_from)
+
+    def _fit(self, resume_from: str | Path | None) -> FitResult:
         with self._runtime_settings():
             if resume_from is not None:
                 self.load_checkpoint(resume_from)
@@ -257,6 +279,8 @@ class Trainer:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
+            **system_info(self.device, self.rt.gpu_memory_fraction),
+            **self.rt.as_info(),
             "train_size": self.data.info.train_size,
             "test_size": self.data.info.test_size,
             "steps_per_epoch": self.steps_per_epoch,
@@ -300,8 +324,8 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        else:
+            torch.backends.cudnn.benchmark = self.rt.cudnn_benchmark
         try:
             yield
         finally:
@@ -310,12 +334,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = benchmark
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.cfg.runtime.amp:
+        if not self.rt.amp:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.runtime.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.rt.channels_last else x
 
     def train_step(self, batch: Batch, progress: Progress) -> tuple[dict[str, torch.Tensor], int]:
         """One optimizer step; returns the detached loss terms and the number of images trained on."""
@@ -333,13 +357,10 @@ class Trainer:
             if self.diagnostics.due(self.global_step):
                 self.diagnostics.measure_gradients(terms, taps)
                 self.diagnostics.add_stats(self.method.step_stats(ModelOutput(logits, taps), signal))
-        if not bool(torch.isfinite(loss)):
-            bad = {k: float(v.detach()) for k, v in terms.items() if not bool(torch.isfinite(v))}
-            raise NonFiniteLossError(
-                f"non-finite loss at epoch {progress.epoch + 1}, step {progress.step + 1}: "
-                f"{', '.join(f'{k}={v}' for k, v in bad.items()) or f'total={float(loss.detach())}'}; "
-                "lower optim.lr, raise optim.warmup_epochs or check the data"
-            )
+        values = {"loss": loss.detach(), **{k: v.detach().float() for k, v in terms.items()}}
+        self.nan_guard.observe(progress, values)
+        if self.nan_guard.before_backward:
+            self.nan_guard.check()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.optim.grad_clip is not None:
@@ -349,7 +370,9 @@ class Trainer:
         self.optimizer.step()
         self.global_step += 1
         self.teacher.after_step(batch, logits.detach(), {k: v.detach() for k, v in taps.items()})
-        return {"loss": loss.detach(), **{k: v.detach().float() for k, v in terms.items()}}, len(batch)
+        if self.nan_guard.due():
+            self.nan_guard.check()
+        return values, len(batch)
 
     def _run_epoch(self) -> None:
         e, total = self.epoch, self.cfg.optim.epochs
@@ -368,6 +391,7 @@ class Trainer:
             done = Progress(e, step + 1, self.steps_per_epoch, total)
             for cb in self.callbacks:
                 cb.on_step_end(self, done)
+        self.nan_guard.check()  # before anything of this epoch is recorded or checkpointed
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
@@ -378,6 +402,7 @@ class Trainer:
         record["lr"] = self.schedule.lr_at(max(self.global_step - 1, 0))
         record["throughput/samples_per_s"] = images / max(elapsed, 1e-9)
         record["time/epoch_s"] = elapsed
+        record.update(system_metrics(self.device))
         self.epoch = e + 1
         if record["test/top1"] > self.best_top1:
             self.best_top1, self.best_epoch = record["test/top1"], self.epoch

@@ -38,6 +38,29 @@ class ModelOutput:
     taps: dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class TeacherRows:
+    """The rows of a batch that have a teacher, selected without a host sync: a slice the host knows, else a
+    boolean mask on the device that the losses average over (``losses.batch_mean``), else every row."""
+
+    sel: slice | None = None
+    mask: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, teacher: TeacherSignal | None) -> TeacherRows:
+        if teacher is None:
+            return cls()
+        return cls(teacher.rows) if teacher.rows is not None else cls(mask=teacher.mask)
+
+    @property
+    def empty(self) -> bool:
+        """No row has a teacher (known on the host; a device mask is never called empty)."""
+        return self.sel is not None and self.sel.start == self.sel.stop
+
+    def pick(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.sel is None else t[self.sel]
+
+
 def linear_ramp(progress: Progress, warmup_epochs: float) -> float:
     """0 → 1 linearly over the first ``warmup_epochs`` epochs (per step), then 1."""
     if warmup_epochs <= 0:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from rskd_core.config import DLBConfig
 from rskd_core.data.batch import Batch
 from rskd_core.losses import kd_kl
-from rskd_core.methods.base import Method, ModelOutput, Progress
+from rskd_core.methods.base import Method, ModelOutput, Progress, TeacherRows
 from rskd_core.teachers.base import TeacherSignal
 
 
@@ -26,8 +26,8 @@ class DLB(Method):
     ) -> dict[str, torch.Tensor]:
         z = out.logits
         terms = {"ce": F.cross_entropy(z, batch.y), "kd": z.new_zeros(())}
-        if teacher is not None and teacher.logits is not None:
-            rows = teacher.mask if teacher.mask is not None else torch.ones(len(z), dtype=torch.bool, device=z.device)
-            if bool(rows.any()):
-                terms["kd"] = self.cfg.alpha * kd_kl(z[rows], teacher.logits[rows].detach(), self.cfg.temperature)
+        rows = TeacherRows.of(teacher)
+        if teacher is not None and teacher.logits is not None and not rows.empty:
+            kd = kd_kl(rows.pick(z), rows.pick(teacher.logits).detach(), self.cfg.temperature, rows.mask)
+            terms["kd"] = self.cfg.alpha * kd
         return terms

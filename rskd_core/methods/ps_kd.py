@@ -5,7 +5,6 @@ Progressive Refinement of Targets", ICCV 2021; METHODS.md §5). The bank of last
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from rskd_core.config import PSKDConfig
 from rskd_core.data.batch import Batch
@@ -21,7 +20,7 @@ def ps_kd_alpha(alpha_T: float, epoch: int, epochs: int) -> float:
 
 def ps_kd_targets(labels: torch.Tensor, bank_probs: torch.Tensor, alpha: float) -> torch.Tensor:
     """ỹ = (1−α_t)·onehot(y) + α_t·P[idx]."""
-    onehot = F.one_hot(labels, bank_probs.shape[1]).to(bank_probs.dtype)
+    onehot = torch.zeros_like(bank_probs).scatter_(1, labels.view(-1, 1), 1.0)  # F.one_hot reads max(y) on CPU
     return (1 - alpha) * onehot + alpha * bank_probs
 
 

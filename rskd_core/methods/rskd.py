@@ -24,7 +24,7 @@ from torch import nn
 from rskd_core.config import RSKDConfig
 from rskd_core.data.batch import Batch
 from rskd_core.losses import kd_kl, residual_feature_loss, residual_logit_loss
-from rskd_core.methods.base import Method, ModelOutput, Progress, linear_ramp
+from rskd_core.methods.base import Method, ModelOutput, Progress, TeacherRows, linear_ramp
 from rskd_core.models.base import TapModel
 from rskd_core.teachers.base import TeacherSignal
 
@@ -103,12 +103,10 @@ class RSKD(Method):
             terms["res_ce"] = w.res_ce * F.cross_entropy(z_g + r, y)
 
         ramp = linear_ramp(progress, cfg.warmup_epochs)
-        rows = None if teacher is None else teacher.mask
-        has_signal = teacher is not None and teacher.logits is not None and (rows is None or bool(rows.any()))
+        rows = TeacherRows.of(teacher)
+        has_signal = teacher is not None and teacher.logits is not None and not rows.empty
         zero = z.new_zeros(())
-
-        def pick(t: torch.Tensor) -> torch.Tensor:
-            return t if rows is None else t[rows]
+        pick = rows.pick
 
         if r is not None:
             terms["res_out"] = zero
@@ -116,14 +114,21 @@ class RSKD(Method):
                 assert teacher is not None and teacher.logits is not None
                 # z_g carries the gradient path that gap_grad chose; the loss must not detach it again
                 loss = residual_logit_loss(
-                    pick(z_g), pick(teacher.logits), pick(r), cfg.temperature, cfg.out_loss, gap_grad="through"
+                    pick(z_g),
+                    pick(teacher.logits),
+                    pick(r),
+                    cfg.temperature,
+                    cfg.out_loss,
+                    gap_grad="through",
+                    mask=rows.mask,
                 )
                 terms["res_out"] = ramp * w.out * loss
         if w.kd > 0:
             terms["kd"] = zero
             if has_signal and ramp > 0:
                 assert teacher is not None and teacher.logits is not None
-                terms["kd"] = ramp * w.kd * kd_kl(pick(z), pick(teacher.logits).detach(), cfg.temperature)
+                kd = kd_kl(pick(z), pick(teacher.logits).detach(), cfg.temperature, rows.mask)
+                terms["kd"] = ramp * w.kd * kd
         for layer in self.stages:
             key = f"res_{layer}"
             terms[key] = zero
@@ -131,7 +136,9 @@ class RSKD(Method):
                 assert teacher is not None
                 j = self.targets[layer]
                 adapted = self.adapters[layer](pick(out.taps[layer]))
-                loss = residual_feature_loss(adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm)
+                loss = residual_feature_loss(
+                    adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm, rows.mask
+                )
                 terms[key] = ramp * w.layers * loss
         return terms
 

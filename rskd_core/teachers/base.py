@@ -20,12 +20,15 @@ from rskd_core.models.base import TapModel
 
 @dataclass
 class TeacherSignal:
-    """Teacher outputs aligned row by row with the batch. ``mask`` marks the rows that have a teacher (None = all)."""
+    """Teacher outputs aligned row by row with the batch. ``mask`` marks the rows that have a teacher (None = all);
+    ``rows``, when set, says the same as a slice the host knows without reading the device (last_batch's prefix,
+    pred_bank's empty first epoch), so methods can select those rows without a host sync."""
 
     logits: torch.Tensor | None = None
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     probs: torch.Tensor | None = None
+    rows: slice | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class TeacherRule(ABC):
 
     def on_epoch_start(self, epoch: int) -> None:  # noqa: B027
         """Called before the first step of each epoch."""
+
+    def compile(self) -> None:  # noqa: B027
+        """``torch.compile`` the forward the rule runs each step (``runtime.compile``); rules without one ignore it."""
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor | None:
         """The teacher's logits on unseen images (diagnostics); None for rules that are not a network."""

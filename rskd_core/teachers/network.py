@@ -45,10 +45,15 @@ class NetworkTeacher(TeacherRule):
                     m.momentum = 0.0
         net.train(bn_train)
         self.net = net
+        self._forward = net.forward_taps
+
+    def compile(self) -> None:
+        assert self.net is not None, "setup() first"
+        self._forward = torch.compile(self.net.forward_taps, dynamic=False)
 
     def signal(self, batch: Batch) -> TeacherSignal:
         assert self.net is not None, "setup() first"
-        logits, feats = self.net.forward_taps(batch.x, self.taps)
+        logits, feats = self._forward(batch.x, self.taps)
         return TeacherSignal(logits=logits, features=feats)
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor | None:

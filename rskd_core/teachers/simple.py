@@ -39,15 +39,21 @@ class PredBankTeacher(TeacherRule):
         del cfg
         self.bank = torch.empty(0)
         self.filled = torch.empty(0, dtype=torch.bool)
+        self.epoch = 0
 
     def setup(self, student: TapModel, ctx: TeacherContext) -> None:
         del student
         self.bank = F.one_hot(ctx.train_labels.to(ctx.device), ctx.num_classes).float()
         self.filled = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
 
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def signal(self, batch: Batch) -> TeacherSignal:
         probs = self.bank[batch.idx]
-        return TeacherSignal(logits=probs.clamp_min(1e-12).log(), probs=probs, mask=self.filled[batch.idx])
+        # each sample is seen once an epoch, so no row has a prediction yet in the first one (known without a sync)
+        rows = slice(0, 0) if self.epoch == 0 else None
+        return TeacherSignal(logits=probs.clamp_min(1e-12).log(), probs=probs, mask=self.filled[batch.idx], rows=rows)
 
     @torch.no_grad()
     def after_step(self, batch: Batch, logits: torch.Tensor, taps: dict[str, torch.Tensor]) -> None:
@@ -115,7 +121,10 @@ class LastBatchTeacher(TeacherRule):
             return torch.cat([t, t.new_zeros((len(batch) - n_old, *t.shape[1:]))])
 
         return TeacherSignal(
-            logits=pad(self.carry_logits), features={k: pad(v) for k, v in self.carry_feats.items()}, mask=mask
+            logits=pad(self.carry_logits),
+            features={k: pad(v) for k, v in self.carry_feats.items()},
+            mask=mask,
+            rows=slice(0, n_old),
         )
 
     @torch.no_grad()
@@ -166,6 +175,11 @@ class ClassPairTeacher(TeacherRule):
     def setup(self, student: TapModel, ctx: TeacherContext) -> None:
         self.student = student
         self.taps = ctx.taps
+        self._forward = student.forward_taps
+
+    def compile(self) -> None:
+        assert self.student is not None, "setup() first"
+        self._forward = torch.compile(self.student.forward_taps, dynamic=False)
 
     def loader_needs(self, batch_size: int) -> LoaderNeeds:
         return LoaderNeeds(batch_size, pairs=True)
@@ -185,5 +199,5 @@ class ClassPairTeacher(TeacherRule):
         x = partners.x
         if x.dim() == 4 and batch.x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        logits, feats = self.student.forward_taps(x, self.taps)
+        logits, feats = self._forward(x, self.taps)
         return TeacherSignal(logits=logits, features=feats)
