@@ -23,6 +23,14 @@ class AugmentSpec:
         return self.crop_padding > 0 or self.flip
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor onto ``device`` without waiting: to a GPU through pinned memory, asynchronously (a plain copy
+    from pageable memory makes the host wait for the GPU's queue to drain)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
     """Random crop (same size, ``crop_padding`` zeros around) and random horizontal flip of an (N, C, H, W) batch.
 
@@ -33,13 +41,13 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     if spec.crop_padding > 0:
         p = spec.crop_padding
         padded = F.pad(x, (p, p, p, p))
-        offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(x.device)
+        offsets = to_device(torch.randint(0, 2 * p + 1, (2, n), generator=generator), x.device)
         rows = (offsets[0].view(n, 1) + torch.arange(h, device=x.device).view(1, h)).view(n, 1, h, 1)
         cols = (offsets[1].view(n, 1) + torch.arange(w, device=x.device).view(1, w)).view(n, 1, 1, w)
         batch_ix = torch.arange(n, device=x.device).view(n, 1, 1, 1)
         chan_ix = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
         x = padded[batch_ix, chan_ix, rows, cols]
     if spec.flip:
-        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+        flip = to_device(torch.rand(n, generator=generator) < 0.5, x.device).view(n, 1, 1, 1)
         x = torch.where(flip, x.flip(3), x)
     return x

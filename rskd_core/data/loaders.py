@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rskd_core.data.augment import AugmentSpec, augment_batch
+from rskd_core.data.augment import AugmentSpec, augment_batch, to_device
 from rskd_core.data.batch import Batch
 from rskd_core.data.samplers import ClassTable, IndexBatchSampler, index_batches, num_batches
 
@@ -77,7 +77,7 @@ class DeviceLoader(_IndexedLoader):
         g = self.generator(epoch)
         o = self.opts
         for cpu_idx in index_batches(self.num_samples, o.batch_size, shuffle=o.shuffle, generator=g, pairs=self.table):
-            idx = cpu_idx.to(o.device)
+            idx = to_device(cpu_idx, o.device)
             raw = self.x[idx]
             x = raw if self.augment is None else augment_batch(raw, self.augment, g)
             x2 = None
