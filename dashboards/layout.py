@@ -163,7 +163,7 @@ class TrialRecord:
 # ---------------------------------------------------------------- metrics
 
 EPOCH: Final = "epoch"  # the metric holding the last epoch done (every per-epoch metric is logged with step=epoch)
-PER_EPOCH_PREFIXES: Final = (EPOCH, "train/", "test/", "lr", "throughput/", "time/", "diag/")
+PER_EPOCH_PREFIXES: Final = (EPOCH, "train/", "test/", "lr", "throughput/", "time/", "diag/", "system/")
 BEST_EPOCH: Final = "best/epoch"
 
 

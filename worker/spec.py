@@ -56,7 +56,19 @@ class SchedulerSpec(_Strict):
 
 class Resources(_Strict):
     cpu: float = Field(1.0, gt=0, le=256, description="CPUs per trial (fractions allowed)")
-    gpu: float = Field(0.0, ge=0, le=16, description="GPUs per trial (fractions share a GPU)")
+    gpu: float = Field(
+        0.0,
+        ge=0,
+        le=16,
+        description="GPUs per trial; a fraction f < 1 packs 1/f trials on a GPU, each capped to f of its memory "
+        "(runtime.gpu_memory_fraction, unless the config sets it)",
+    )
+
+    @property
+    def memory_fraction(self) -> float | None:
+        """The CUDA memory cap of a packed trial: its share, less 5 % for the CUDA context, which lies outside the
+        cap (≈ 0.5 GiB a process), so 1/f trials fit on the GPU together."""
+        return round(self.gpu * 0.95, 4) if 0 < self.gpu < 1 else None
 
 
 class Baseline(_Strict):
@@ -182,6 +194,8 @@ def _plans(spec: SweepSpec) -> list[Plan]:
 def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
     """Every trial of the sweep, validated. Raises :class:`SpecError` naming each bad trial."""
     base = spec.base.model_dump(mode="json")
+    if base["runtime"]["gpu_memory_fraction"] is None:
+        base["runtime"]["gpu_memory_fraction"] = spec.resources.memory_fraction
     plans = _plans(spec)
     n = len(plans) * len(spec.seeds)
     if n > max_trials:
