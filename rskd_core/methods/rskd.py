@@ -161,11 +161,13 @@ class RSKD(Method):
 
     @torch.no_grad()
     def step_stats(self, out: ModelOutput, teacher: TeacherSignal | None) -> dict[str, float]:
-        """‖z̃ − z‖ and ‖r(h)‖ per sample (batch means), and the cosine between r(h) and the gap."""
+        """‖z̃ − z‖ and ‖r(h)‖ per sample (batch means), and the cosines of r(h) with the gap and with z."""
         stats: dict[str, float] = {}
         if self.residual is not None:
             r = self.residual(out.taps["last"]).float()
             stats["residual_norm"] = float(r.norm(dim=1).mean())
+            # < 0 when r(h) runs against the student's own logits: the regime where stop-gradient diverges
+            stats["residual_logit_cos"] = float(F.cosine_similarity(r, out.logits.float(), dim=1).mean())
         if teacher is not None and teacher.logits is not None:
             rows = teacher.mask if teacher.mask is not None else slice(None)
             gap = (teacher.logits.float() - out.logits.float())[rows]
