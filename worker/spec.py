@@ -54,6 +54,19 @@ class SchedulerSpec(_Strict):
     reduction_factor: float = Field(3.0, gt=1)
 
 
+class RacingSpec(_Strict):
+    """Seed-aware racing (docs/racing.md): stop a variant that a sequential test, looked at after every paired seed,
+    finds worse than its baseline by more than ``margin``; P(any wrongful stop) ≤ ``alpha`` over all looks."""
+
+    baseline: str = Field(description='a baseline of this sweep (its label), or "each" = every baseline (Holm)')
+    metric: Literal["test/top1", "test/top5", "test/nll", "test/ece"] | None = Field(
+        None, description="the metric compared (its final value); default: the sweep's objective"
+    )
+    margin: float = Field(0.0, ge=0, description="stop when worse by more than this, in the metric's logged units")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="P(any wrongful stop of a variant within margin) ≤ alpha")
+    min_seeds: int = Field(2, ge=2, le=100, description="never stop before this many paired seeds")
+
+
 class Resources(_Strict):
     cpu: float = Field(1.0, gt=0, le=256, description="CPUs per trial (fractions allowed)")
     gpu: float = Field(
@@ -117,6 +130,7 @@ class SweepSpec(_Strict):
     resources: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, ge=1, le=1024)
     max_failures: int = Field(1, ge=0, le=100, description="retries per trial (from its last checkpoint)")
+    racing: RacingSpec | None = Field(None, description="stop clearly worse variants early (docs/racing.md)")
 
     @field_validator("baselines", mode="before")
     @classmethod
@@ -149,7 +163,21 @@ class SweepSpec(_Strict):
         clash = sorted({x for x in labels if labels.count(x) > 1} | (set(labels) & set(self.variants)))
         if clash:
             raise ValueError(f"names {clash} are used twice (variants and baselines need distinct names; set label)")
+        if self.racing is not None:
+            if not labels:
+                raise ValueError("racing needs at least one baseline to race the variants against")
+            if self.racing.baseline != "each" and self.racing.baseline not in labels:
+                raise ValueError(f"racing.baseline {self.racing.baseline!r} is not one of the baselines {labels}")
+            if self.racing.min_seeds > len(self.seeds):
+                raise ValueError(f"racing.min_seeds={self.racing.min_seeds} is more than the {len(self.seeds)} seeds")
         return self
+
+    def racing_baselines(self) -> list[str]:
+        """The baselines' labels that racing compares each variant with (none without racing)."""
+        if self.racing is None:
+            return []
+        labels = [b.label or b.name for b in self.baselines]
+        return labels if self.racing.baseline == "each" else [self.racing.baseline]
 
 
 class Trial(BaseModel):
@@ -192,7 +220,7 @@ def _plans(spec: SweepSpec) -> list[Plan]:
 
 
 def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]:
-    """Every trial of the sweep, validated. Raises :class:`SpecError` naming each bad trial."""
+    """Every trial of the sweep, validated, seed-major. Raises :class:`SpecError` naming each bad trial."""
     base = spec.base.model_dump(mode="json")
     if base["runtime"]["gpu_memory_fraction"] is None:
         base["runtime"]["gpu_memory_fraction"] = spec.resources.memory_fraction
@@ -206,8 +234,8 @@ def expand(spec: SweepSpec, max_trials: int = DEFAULT_MAX_TRIALS) -> list[Trial]
     trials: list[Trial] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
-    for label, role, overrides, swap in plans:
-        for seed in spec.seeds:
+    for seed in spec.seeds:  # seed-major: every variant and baseline on seed 0, then seed 1, … (racing pairs early)
+        for label, role, overrides, swap in plans:
             who = f"{label} (seed {seed})"
             try:
                 data = swap_method(base, swap["method"]) if swap else base
