@@ -72,7 +72,13 @@ def make_trainer(args: argparse.Namespace, variant: dict[str, Any]) -> Trainer:
             },
             "model": {"name": args.model},
             "optim": {"batch_size": args.batch_size, "epochs": 10, "milestones": [], "schedule": "constant"},
-            "runtime": {"device": args.device, "amp": args.amp, "channels_last": args.channels_last},
+            "runtime": {
+                "device": args.device,
+                "amp": args.amp,
+                "channels_last": args.channels_last,
+                "compile": getattr(args, "compile", False),
+                "gpu_memory_fraction": getattr(args, "gpu_memory_fraction", None),
+            },
             "teacher": variant["teacher"],
             "method": {**variant["method"], **({"warmup_epochs": 0} if variant["method"]["name"] == "rskd" else {})},
         }
@@ -90,8 +96,10 @@ def time_steps(trainer: Trainer, batches: list[Any], device: torch.device, epoch
     return (time.perf_counter() - start) / len(batches)
 
 
-def bench_steps(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    trainers = {name: make_trainer(args, v) for name, v in VARIANTS.items()}
+def bench_steps(args: argparse.Namespace, device: torch.device, names: list[str] | None = None) -> dict[str, Any]:
+    """Median seconds per step of each variant (all of VARIANTS, or ``names``; ``ce`` is always among them)."""
+    chosen = names or list(VARIANTS)
+    trainers = {name: make_trainer(args, VARIANTS[name]) for name in dict.fromkeys(["ce", *chosen])}
     feeds: dict[str, list[Any]] = {}
     for name, t in trainers.items():
         t.model.train()
