@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -26,6 +26,22 @@ class SweepRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     runs_closed: Mapped[bool] = mapped_column(Boolean, default=False)  # no MLflow run of it left open
+    extensions: Mapped[int] = mapped_column(Integer, default=0)  # how often it was extended (service/extend.py)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExtensionRow(Base):
+    """One extension of a sweep: its number n (its job is ``{sweep id}-x{n}``), the Idempotency-Key it came with and
+    the hash of what it asked for, and its new trials (JSON list of NewTrial)."""
+
+    __tablename__ = "sweep_extensions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[str] = mapped_column(String(32), ForeignKey("sweeps.id"), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    trials_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

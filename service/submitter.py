@@ -30,7 +30,9 @@ class JobState:
 
 
 class Submitter(Protocol):
-    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None: ...
+    def submit(
+        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
+    ) -> None: ...
 
     def state(self, job_id: str) -> JobState | None: ...
 
@@ -39,9 +41,11 @@ class Submitter(Protocol):
     def ping(self) -> None: ...
 
 
-def entrypoint(sweep_id: str, spec_json: str, resume: bool) -> str:
+def entrypoint(sweep_id: str, spec_json: str, resume: bool, extension: int = 0) -> str:
+    """``extension`` n > 0: the job of the sweep's n-th extension (only its new trials run)."""
     b64 = base64.b64encode(spec_json.encode()).decode()
-    return f"python -m worker.sweep {'resume' if resume else 'run'} --sweep-id {sweep_id} --spec-b64 {b64}"
+    more = f" --extension {extension}" if extension else ""
+    return f"python -m worker.sweep {'resume' if resume else 'run'} --sweep-id {sweep_id} --spec-b64 {b64}{more}"
 
 
 class RayJobSubmitter:
@@ -78,14 +82,16 @@ class RayJobSubmitter:
             self._client = JobSubmissionClient(self.address)
         return self._client
 
-    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None:
+    def submit(
+        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
+    ) -> None:
         # read by the job supervisor: SIGINT is Tune's clean stop, and the driver gets time to mark runs KILLED
         env = {**self.env, "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(self.stop_timeout_s)}
         deadline = time.monotonic() + self.agent_wait_s
         while True:
             try:
                 self.client.submit_job(
-                    entrypoint=entrypoint(sweep_id, spec_json, resume),
+                    entrypoint=entrypoint(sweep_id, spec_json, resume, extension),
                     submission_id=job_id,
                     runtime_env={"env_vars": env},
                     metadata={"rskd_sweep_id": sweep_id},

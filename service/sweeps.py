@@ -75,14 +75,21 @@ def create(services: Services, spec: SweepSpec, trials: int, key: str | None) ->
         ) from None
 
 
+def job_id_of(row: SweepRow) -> str:
+    """The submission id of the sweep's next job: the sweep id (its n-th extension: ``{id}-x{n}``), then ``-r1``,
+    ``-r2`` … for its resumes."""
+    base = f"{row.id}-x{row.extensions}" if row.extensions else row.id
+    return base if row.attempts == 0 else f"{base}-r{row.attempts}"
+
+
 def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> SweepRow:
-    """Submit the sweep's next Ray Job (submission id = sweep id, then ``-r1``, ``-r2`` … for resumes) → SUBMITTED.
+    """Submit the sweep's next Ray Job (``job_id_of``: the sweep id, then ``-r1``, ``-r2`` … for resumes) → SUBMITTED.
     A job that already exists was submitted before a crash: it is adopted. Ray refusing marks the sweep FAILED and
     re-raises."""
     row = _get(repo, sweep_id)
-    job_id = row.id if row.attempts == 0 else f"{row.id}-r{row.attempts}"
+    job_id = job_id_of(row)
     try:
-        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume)
+        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume, extension=row.extensions or 0)
     except Exception as err:
         if "already exists" not in str(err):
             repo.update(row, status=SweepStatus.FAILED, message=f"could not submit to Ray: {err}")

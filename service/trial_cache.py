@@ -21,7 +21,7 @@ from service.trials import TrialSource, TrialView
 from worker.states import TERMINAL
 
 T = TypeVar("T")
-Key = tuple[str, str, int]
+Key = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class TrialCache:
 
     async def get(self, row: SweepRow, kind: str, load: Callable[[], T]) -> T:
         """``load()`` (run in a thread) or what it gave before for this sweep and attempt, while still valid."""
-        key = (kind, row.id, row.attempts)  # a resume starts a new attempt: never served from the old one
+        # a resume starts a new attempt, an extension a new job: never served from the old one
+        key = (kind, row.id, row.extensions or 0, row.attempts)
         hit = self._entries.get(key)
         if hit is not None and (hit.final or time.monotonic() - hit.at < self.ttl_s):
             self._entries.move_to_end(key)

@@ -108,6 +108,24 @@ def save_spec(settings: DriverSettings, sweep_id: str, spec: SweepSpec) -> None:
     """The spec beside Tune's experiment state, so ``resume`` needs nothing but the sweep id."""
     path = experiment_dir(settings, sweep_id)
     path.mkdir(parents=True, exist_ok=True)
+def job_name(sweep_id: str, extension: int = 0) -> str:
+    """The Tune experiment of a sweep's job: the sweep id, or ``{id}-x{n}`` for its n-th extension."""
+    return f"{sweep_id}-x{extension}" if extension else sweep_id
+
+
+def extension_trials(existing: set[str], trials: list[Trial], settings: DriverSettings, name: str) -> list[Trial]:
+    """The trials an extension runs: those without a child run when it first started (kept beside its Tune state,
+    so a resumed extension runs the same set, never a finished trial of the sweep)."""
+    path = experiment_dir(settings, name) / "trials.json"
+    if path.is_file():
+        chosen = set(json.loads(path.read_text()))
+        return [t for t in trials if t.trial_id in chosen]
+    new = [t for t in trials if t.trial_id not in existing]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([t.trial_id for t in new]))
+    return new
+
+
     (path / "spec.json").write_text(spec.model_dump_json(indent=2))
 
 
@@ -142,14 +160,14 @@ def _scheduler(spec: SweepSpec, trials: list[Trial]) -> Any:
 
 
 def _tuner(
-    spec: SweepSpec, trials: list[Trial], ctx: SweepContext, settings: DriverSettings, sweep_id: str, restore: bool
+    spec: SweepSpec, trials: list[Trial], ctx: SweepContext, settings: DriverSettings, name: str, restore: bool
 ) -> Any:
     from ray import tune
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, ctx=ctx), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
-    path = experiment_dir(settings, sweep_id)
+    path = experiment_dir(settings, name)
     if restore and (path / "tuner.pkl").exists():
         log.info("restoring the Tune experiment at %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -160,7 +178,7 @@ def _tuner(
             num_samples=1, scheduler=_scheduler(spec, trials), max_concurrent_trials=spec.max_concurrent_trials
         ),
         run_config=tune.RunConfig(
-            name=sweep_id,
+            name=name,
             storage_path=str(Path(settings.storage_path).resolve()),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -249,15 +267,21 @@ def finish(tracker: SweepTracker, run_ids: dict[str, str], interrupted: bool) ->
     )
 
 
-def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False) -> SweepOutcome:
-    """Run (or continue) a whole sweep on the Ray cluster this process is connected to."""
+def run_sweep(
+    spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False, extension: int = 0
+) -> SweepOutcome:
+    """Run (or continue) a whole sweep on the Ray cluster this process is connected to. ``extension`` n > 0: the
+    sweep was extended to ``spec`` (the union); only its new trials run, in their own Tune experiment ``{id}-x{n}``,
+    as children of the same parent run."""
     trials = checked_trials(spec, settings)  # refuses a bad spec before anything starts
-    save_spec(settings, sweep_id, spec)
+    name = job_name(sweep_id, extension)
+    save_spec(settings, name, spec)
     tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version, settings.artifact_root)
     run_ids = tracker.child_runs(trials)
     ctx = SweepContext(
         sweep_id=sweep_id,
         tracking_uri=settings.tracking_uri,
+    to_run = extension_trials(tracker.trial_ids(), trials, settings, name) if extension else trials
         trials={t.trial_id: t for t in trials},
         run_ids=run_ids,
         data_root=settings.data_root,
@@ -266,7 +290,8 @@ def run_sweep(spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resum
     )
     connect_ray()
     stop = stop_on_sigterm()
-    fit_trials(lambda: _tuner(spec, trials, ctx, settings, sweep_id, restore=resume), stop)
+    if to_run:
+        fit_trials(lambda: _tuner(spec, to_run, ctx, settings, name, restore=resume), stop)
     interrupted = close_runs(tracker, spec, run_ids, stop)
     publish_report(tracker, spec)
     return finish(tracker, run_ids, interrupted)

@@ -2,6 +2,7 @@
 
     python -m worker.sweep run --spec SPEC.yaml --sweep-id ID     # or --spec-b64 (the spec travels with the job)
     python -m worker.sweep resume --sweep-id ID [--spec SPEC.yaml]
+    python -m worker.sweep run --sweep-id ID --spec UNION.yaml --extension N   # only the trials that are new
     python -m worker.sweep validate --spec SPEC.yaml               # expand and list the trials, run nothing
 
 Environment: ``MLFLOW_TRACKING_URI`` (default: SQLite under ``RSKD_HOME``), ``RSKD_STORAGE_PATH`` (Tune experiment
@@ -24,7 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from dashboards.layout import RunState
-from worker.driver import DriverSettings, checked_trials, load_saved_spec, run_sweep
+from worker.driver import DriverSettings, checked_trials, job_name, load_saved_spec, run_sweep
 from worker.spec import SpecError, SweepSpec, parse_spec
 
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--spec-b64", help="the spec as base64-encoded JSON (how the service sends it)")
         if name != "validate":
             p.add_argument("--sweep-id", required=True)
+            p.add_argument("--extension", type=int, default=0, help="n > 0: the sweep's n-th extension (new trials)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec is None:
             if args.command != "resume":
                 raise SpecError("invalid sweep spec", ["give --spec FILE or --spec-b64 DATA"])
-            spec = load_saved_spec(settings, args.sweep_id)
+            spec = load_saved_spec(settings, job_name(args.sweep_id, args.extension))
         if args.command == "validate":
             for t in checked_trials(spec, settings):
                 print(f"{t.trial_id}  {t.role:8}  {t.variant}  seed={t.seed}")
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    outcome = run_sweep(spec, args.sweep_id, settings, resume=args.command == "resume")
+    outcome = run_sweep(spec, args.sweep_id, settings, resume=args.command == "resume", extension=args.extension)
     print(
         f"sweep {args.sweep_id}: {outcome.status} — {outcome.finished} finished, {outcome.failed} failed, "
         f"{outcome.killed} killed of {outcome.trials}"

@@ -119,6 +119,10 @@ class SweepTracker:
     def child_runs(self, trials: Iterable[Trial]) -> dict[str, str]:
         """trial id → run id; existing children are reused (resume, resubmission), missing ones created."""
         existing = {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in self._find(KIND_TRIAL)}
+    def trial_ids(self) -> set[str]:
+        """The trial ids that have a child run under this sweep's parent."""
+        return {r.data.tags[Tag.TRIAL_ID] for r in self._find(KIND_TRIAL)}
+
         runs: dict[str, str] = {}
         for trial in trials:
             if trial.trial_id in existing:

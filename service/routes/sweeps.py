@@ -12,17 +12,30 @@ from fastapi.responses import JSONResponse
 
 from service import sweeps
 from service.deps import ServicesDep, SweepDep, run_in_db
-from service.intake import read_spec
+from service.extend import ExtensionRead, extend
+from service.intake import body_format, read_body, read_spec
 from service.models import SweepRow
 from service.reports import TEXT_MEDIA, progress, report_text, sweep_report
 from service.schemas import Problem, Report, SweepDetail, SweepList, SweepRead, TrialRead, ValidationReport
 from service.trials import TrialView
+from worker.extension import ExtendBody
 from worker.spec import SweepSpec
 from worker.states import SweepStatus
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 SPEC_SCHEMA = SweepSpec.model_json_schema(ref_template="#/components/schemas/{model}")
-SPEC_DEFS = {"SweepSpec": {k: v for k, v in SPEC_SCHEMA.items() if k != "$defs"}, **SPEC_SCHEMA.get("$defs", {})}
+EXTEND_SCHEMA = ExtendBody.model_json_schema(ref_template="#/components/schemas/{model}")
+SPEC_DEFS = {"SweepSpec": {k: v for k, v in SPEC_SCHEMA.items() if k != "$defs"}, **SPEC_SCHEMA.get("$defs", {}),
+             "ExtendBody": {k: v for k, v in EXTEND_SCHEMA.items() if k != "$defs"}}  # fmt: skip
+EXTEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "what to add (ExtendBody), or a whole SweepSpec that contains the sweep's; JSON, or YAML with "
+        "content-type application/yaml",
+        "content": {"application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ExtendBody"},
+                                                              {"$ref": "#/components/schemas/SweepSpec"}]}}},
+    }
+}  # fmt: skip
 SPEC_BODY = {
     "requestBody": {
         "required": True,
@@ -110,6 +123,33 @@ async def cancel_sweep(row: SweepDep, services: ServicesDep) -> SweepRead:
 @router.post("/{sweep_id}/resume", response_model=SweepRead, responses=problem_responses(404, 409, 503))
 async def resume_sweep(row: SweepDep, services: ServicesDep) -> SweepRead:
     return _read(await asyncio.to_thread(sweeps.resume, services, row))
+
+
+@router.post(
+    "/{sweep_id}/extend",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExtensionRead,
+    openapi_extra=EXTEND_BODY,
+    responses={
+        200: {"model": ExtensionRead, "description": "nothing new (no job), a dry run, or the same Idempotency-Key"},
+        **problem_responses(404, 409, 413, 422, 503),
+    },
+)
+async def extend_sweep(
+    sweep_id: str,
+    request: Request,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    dry_run: Annotated[bool, Query(description="list the new trials; change and run nothing")] = False,
+) -> Any:
+    """Grow a finished sweep: more seeds, variants, grid values or baselines (or a whole spec that contains the old
+    one). Only the new trials run, in one Ray Job ``{id}-x{n}``, under the same MLflow parent run; the stored spec
+    becomes the union. 409 while the sweep is active (wait or cancel)."""
+    text = await read_body(request, services.settings.rskd_max_body_bytes)
+    fmt = body_format(request.headers.get("content-type"))
+    key = (idempotency_key or "").strip() or None
+    result, created = await asyncio.to_thread(extend, services, sweep_id, text, fmt, key, dry_run)
+    return JSONResponse(result.model_dump(mode="json"), status_code=201 if created else 200)
 
 
 @router.get(

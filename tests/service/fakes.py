@@ -15,15 +15,19 @@ class FakeSubmitter:
     jobs: dict[str, JobState] = field(default_factory=dict)
     submitted: list[tuple[str, str, bool]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    specs: dict[str, tuple[str, int]] = field(default_factory=dict)  # job id → (spec JSON, extension)
     fail: bool = False
 
-    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False) -> None:
+    def submit(
+        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
+    ) -> None:
         if self.fail:
             raise ConnectionError("Ray is down")
         if job_id in self.jobs:
             raise RuntimeError(f"Job with submission_id {job_id} already exists")
         self.jobs[job_id] = JobState("SUBMITTED")
         self.submitted.append((job_id, sweep_id, resume))
+        self.specs[job_id] = (spec_json, extension)
 
     def state(self, job_id: str) -> JobState | None:
         return self.jobs.get(job_id)

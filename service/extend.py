@@ -1,0 +1,140 @@
+"""Extending a finished sweep: the body → the union spec (``worker.extension``) → its new trials → ONE Ray Job
+``{id}-x{n}`` that runs only them, as children of the same MLflow parent run.
+
+The stored spec becomes the union and the sweep goes back to PENDING → SUBMITTED (the sync takes it from there, and
+submits it itself if this process dies in between: the job id is stored with the PENDING state). Refused while the
+sweep is active (409). A body with nothing new changes nothing and starts no job. An ``Idempotency-Key`` replays the
+extension it first made (the same key with another body: 409).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from rskd_core.config import config_hash
+from service.deps import Services, run_in_db
+from service.intake import limit_problems
+from service.models import ExtensionRow, SweepRow
+from service.repository import SweepRepository, now
+from service.schemas import SweepRead
+from service.sweeps import Refused, job_id_of, spec_hash, submit
+from worker.extension import new_trials, parse_extension, union_spec
+from worker.spec import SpecError, SweepSpec, Trial, expand
+from worker.states import ACTIVE, SweepStatus
+
+UNLIMITED = 10**9  # the stored spec was within the limits when it was accepted
+
+
+class NewTrial(BaseModel):
+    trial_id: str
+    variant: str
+    role: Literal["variant", "baseline"]
+    method: str
+    seed: int
+
+
+class ExtensionRead(BaseModel):
+    """What an extension did (or, with dry_run, would do)."""
+
+    sweep: SweepRead
+    extension: int = Field(description="n: its job is {id}-x{n}; 0 when nothing was started")
+    job_id: str | None = Field(None, description="the Ray Job that runs the new trials")
+    new_trials: int
+    trials: list[NewTrial] = Field(description="the new trials: the union's expansion minus the trials that exist")
+    dry_run: bool = False
+
+
+def _new(text: str, fmt: str, row: SweepRow, services: Services) -> tuple[SweepSpec, list[Trial], str]:
+    """The union spec, its new trials and the request's hash; 422 naming what is wrong."""
+    old = SweepSpec.model_validate_json(row.spec_json)
+    limit = services.settings.rskd_max_trials
+    try:
+        extension = parse_extension(text, fmt)
+        union = union_spec(old, extension, limit)
+        trials = new_trials(union, {t.trial_id for t in expand(old, UNLIMITED)}, limit)
+    except SpecError as err:
+        raise Refused(422, str(err).splitlines()[0], err.problems) from None
+    problems = limit_problems(trials, services.settings)
+    if problems:
+        raise Refused(422, f"sweep {union.name}: {len(problems)} new trials break this service's limits", problems)
+    return union, trials, config_hash({"sweep": row.id, "union": union.model_dump(mode="json")})
+
+
+def _listing(trials: list[Trial]) -> list[NewTrial]:
+    return [NewTrial(trial_id=t.trial_id, variant=t.variant, role=t.role, method=t.method, seed=t.seed) for t in trials]
+
+
+def _read(row: SweepRow) -> SweepRead:
+    return SweepRead.model_validate(row, from_attributes=True)
+
+
+def _replay(repo: SweepRepository, key: str | None, digest: str) -> ExtensionRead | None:
+    """The extension this key already made (409 when it was made with another body)."""
+    if key is None:
+        return None
+    ext = repo.s.scalars(select(ExtensionRow).where(ExtensionRow.idempotency_key == key)).first()
+    if ext is None:
+        return None
+    if ext.request_hash != digest:
+        raise Refused(409, "this Idempotency-Key was used with another extension; use a new key")
+    row = repo.get(ext.sweep_id)
+    assert row is not None
+    listed = [NewTrial.model_validate(t) for t in json.loads(ext.trials_json)]
+    job = f"{row.id}-x{ext.n}"
+    return ExtensionRead(sweep=_read(row), extension=ext.n, job_id=job, new_trials=len(listed), trials=listed)
+
+
+def _store(repo: SweepRepository, sweep_id: str, union: SweepSpec, listed: list[NewTrial], total: int,
+           key: str | None, digest: str) -> ExtensionRead:  # fmt: skip
+    """Record the extension and make the union the sweep's spec → PENDING, with the job id it will be submitted as."""
+    row = repo.get(sweep_id)
+    if row is None:
+        raise Refused(404, f"no sweep {sweep_id!r}")
+    if row.status in ACTIVE:
+        raise Refused(409, f"sweep {row.id} is {row.status}: wait or cancel it before extending it")
+    n = (row.extensions or 0) + 1
+    repo.s.add(ExtensionRow(sweep_id=row.id, n=n, idempotency_key=key, request_hash=digest, created_at=now(),
+                            trials_json=json.dumps([t.model_dump() for t in listed])))  # fmt: skip
+    repo.update(row, status=SweepStatus.PENDING, message=f"extended by {len(listed)} trials", extensions=n, attempts=0,
+                spec_json=union.model_dump_json(), spec_hash=spec_hash(union), trials=total, runs_closed=False,
+                finished_at=None)  # fmt: skip
+    repo.update(row, job_id=job_id_of(row))
+    return ExtensionRead(sweep=_read(row), extension=n, job_id=row.job_id, new_trials=len(listed), trials=listed)
+
+
+def extend(
+    services: Services, sweep_id: str, text: str, fmt: str, key: str | None, dry_run: bool
+) -> tuple[ExtensionRead, bool]:
+    """Extend the sweep by the body (see the module); True when this request started a job."""
+    row = run_in_db(services, lambda repo: repo.get(sweep_id))
+    if row is None:
+        raise Refused(404, f"no sweep {sweep_id!r}")
+    union, trials, digest = _new(text, fmt, row, services)
+    listed = _listing(trials)
+    if dry_run:
+        return ExtensionRead(sweep=_read(row), extension=0, new_trials=len(listed), trials=listed, dry_run=True), False
+    replayed = run_in_db(services, lambda repo: _replay(repo, key, digest))
+    if replayed is not None:
+        return replayed, False
+    if row.status in ACTIVE:
+        raise Refused(409, f"sweep {row.id} is {row.status}: wait or cancel it before extending it")
+    if not trials:
+        return ExtensionRead(sweep=_read(row), extension=0, new_trials=0, trials=[]), False
+    total = len(expand(union, UNLIMITED))
+    try:
+        done = run_in_db(services, lambda repo: _store(repo, sweep_id, union, listed, total, key, digest))
+    except IntegrityError:  # a concurrent request with the same key won: replay it
+        again = run_in_db(services, lambda repo: _replay(repo, key, digest))
+        if again is None:
+            raise
+        return again, False
+    try:
+        submitted = run_in_db(services, lambda repo: submit(services, repo, sweep_id))
+    except Exception as err:
+        raise Refused(503, f"sweep {sweep_id} was extended but not submitted to Ray: {err}; resume it") from None
+    return done.model_copy(update={"sweep": _read(submitted)}), True

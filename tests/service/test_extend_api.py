@@ -1,0 +1,108 @@
+"""POST /v1/sweeps/{id}/extend with fakes for Ray and MLflow: the union stored, one job for the new trials only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.submitter import JobState
+from service.sync import sync_once
+from tests.service.fakes import FakeSubmitter, FakeTrials
+from tests.service.test_api import SMOKE, make_client, post_yaml
+
+
+@pytest.fixture
+def fakes() -> tuple[FakeSubmitter, FakeTrials]:
+    return FakeSubmitter(), FakeTrials()
+
+
+@pytest.fixture
+def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], database_url: str) -> Iterator[TestClient]:
+    with make_client(tmp_path, fakes, database_url) as c:
+        yield c
+
+
+def finished_sweep(client: TestClient, fakes: Any) -> str:
+    sid: str = post_yaml(client, SMOKE).json()["id"]
+    fakes[0].jobs[sid] = JobState("SUCCEEDED")
+    sync_once(client.app.state.services)  # type: ignore[attr-defined]
+    assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "SUCCEEDED"
+    return sid
+
+
+def test_more_seeds_start_one_job_for_the_new_trials_only(client: TestClient, fakes: Any) -> None:
+    sid = finished_sweep(client, fakes)
+    dry = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [2, 3]})
+    assert dry.status_code == 200 and dry.json()["dry_run"] and dry.json()["new_trials"] == 4
+    assert len(fakes[0].submitted) == 1  # the dry run started nothing
+    r = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2, 3]}, headers={"Idempotency-Key": "e1"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["new_trials"] == 4 and {t["seed"] for t in body["trials"]} == {2, 3} and body["extension"] == 1
+    assert body["job_id"] == f"{sid}-x1" and body["sweep"]["status"] == "SUBMITTED"
+    assert fakes[0].submitted[-1] == (f"{sid}-x1", sid, False)
+    spec_json, extension = fakes[0].specs[f"{sid}-x1"]
+    assert extension == 1 and json.loads(spec_json)["seeds"] == [0, 1, 2, 3]
+    got = client.get(f"/v1/sweeps/{sid}").json()
+    assert got["spec"]["seeds"] == [0, 1, 2, 3] and got["trials"] == 8 and got["finished_at"] is None
+    # the same key and body: the same extension, no second job (also while it runs)
+    again = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2, 3]}, headers={"Idempotency-Key": "e1"})
+    assert again.status_code == 200 and again.json()["extension"] == 1 and len(fakes[0].submitted) == 2
+    busy = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [4]})
+    assert busy.status_code == 409 and "wait or cancel" in busy.json()["detail"]
+    other = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [5]}, headers={"Idempotency-Key": "e1"})
+    assert other.status_code == 409 and "another extension" in other.json()["detail"]
+
+
+def test_cancel_and_resume_work_on_the_extension(client: TestClient, fakes: Any) -> None:
+    sid = finished_sweep(client, fakes)
+    assert client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2]}).status_code == 201
+    assert client.post(f"/v1/sweeps/{sid}/cancel").json()["status"] == "CANCELLED"
+    assert fakes[0].stopped == [f"{sid}-x1"]
+    r = client.post(f"/v1/sweeps/{sid}/resume")
+    assert r.status_code == 200 and r.json()["job_id"] == f"{sid}-x1-r1"
+    assert fakes[0].submitted[-1] == (f"{sid}-x1-r1", sid, True) and fakes[0].specs[f"{sid}-x1-r1"][1] == 1
+    fakes[0].jobs[f"{sid}-x1-r1"] = JobState("SUCCEEDED")
+    sync_once(client.app.state.services)  # type: ignore[attr-defined]
+    assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "SUCCEEDED"
+    second = client.post(f"/v1/sweeps/{sid}/extend", json={"baselines": ["label_smoothing"]})
+    assert second.status_code == 201 and second.json()["job_id"] == f"{sid}-x2" and second.json()["new_trials"] == 3
+
+
+def test_nothing_new_is_200_and_starts_no_job(client: TestClient, fakes: Any) -> None:
+    sid = finished_sweep(client, fakes)
+    spec = client.get(f"/v1/sweeps/{sid}").json()["spec"]
+    for body in ({"seeds": [0, 1]}, {}, spec):
+        r = client.post(f"/v1/sweeps/{sid}/extend", json=body)
+        assert r.status_code == 200 and r.json()["new_trials"] == 0 and r.json()["job_id"] is None, r.text
+    assert len(fakes[0].submitted) == 1
+    assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "SUCCEEDED"
+
+
+def test_a_changed_base_or_a_bad_body_is_422_naming_the_field(client: TestClient, fakes: Any) -> None:
+    sid = finished_sweep(client, fakes)
+    spec = client.get(f"/v1/sweeps/{sid}").json()["spec"]
+    spec["base"]["optim"]["lr"] = 0.1
+    r = client.post(f"/v1/sweeps/{sid}/extend", json=spec)
+    assert r.status_code == 422 and any(p.startswith("base:") for p in r.json()["problems"]), r.text
+    r = client.post(f"/v1/sweeps/{sid}/extend", json={"variants": {"rskd_l": {"optim.lr": 0.2}}})
+    assert r.status_code == 422 and any(p.startswith("variants.rskd_l") for p in r.json()["problems"])
+    r = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": ["x"]})
+    assert r.status_code == 422
+    r = client.post(f"/v1/sweeps/{sid}/extend", content="seeds: [7]", headers={"content-type": "application/yaml"})
+    assert r.status_code == 201 and r.json()["new_trials"] == 2
+    assert client.post("/v1/sweeps/sw-nope/extend", json={"seeds": [3]}).status_code == 404
+    assert len(fakes[0].submitted) == 2
+
+
+def test_the_openapi_document_describes_the_extension(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    op = doc["paths"]["/v1/sweeps/{sweep_id}/extend"]["post"]
+    refs = op["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {r["$ref"] for r in refs} == {"#/components/schemas/ExtendBody", "#/components/schemas/SweepSpec"}
+    assert {"ExtendBody", "ExtensionRead", "NewTrial"} <= set(doc["components"]["schemas"])
