@@ -104,10 +104,6 @@ def experiment_dir(settings: DriverSettings, sweep_id: str) -> Path:
     return Path(settings.storage_path) / sweep_id
 
 
-def save_spec(settings: DriverSettings, sweep_id: str, spec: SweepSpec) -> None:
-    """The spec beside Tune's experiment state, so ``resume`` needs nothing but the sweep id."""
-    path = experiment_dir(settings, sweep_id)
-    path.mkdir(parents=True, exist_ok=True)
 def job_name(sweep_id: str, extension: int = 0) -> str:
     """The Tune experiment of a sweep's job: the sweep id, or ``{id}-x{n}`` for its n-th extension."""
     return f"{sweep_id}-x{extension}" if extension else sweep_id
@@ -126,6 +122,10 @@ def extension_trials(existing: set[str], trials: list[Trial], settings: DriverSe
     return new
 
 
+def save_spec(settings: DriverSettings, sweep_id: str, spec: SweepSpec) -> None:
+    """The spec beside Tune's experiment state, so ``resume`` needs nothing but the sweep id."""
+    path = experiment_dir(settings, sweep_id)
+    path.mkdir(parents=True, exist_ok=True)
     (path / "spec.json").write_text(spec.model_dump_json(indent=2))
 
 
@@ -277,11 +277,11 @@ def run_sweep(
     name = job_name(sweep_id, extension)
     save_spec(settings, name, spec)
     tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version, settings.artifact_root)
+    to_run = extension_trials(tracker.trial_ids(), trials, settings, name) if extension else trials
     run_ids = tracker.child_runs(trials)
     ctx = SweepContext(
         sweep_id=sweep_id,
         tracking_uri=settings.tracking_uri,
-    to_run = extension_trials(tracker.trial_ids(), trials, settings, name) if extension else trials
         trials={t.trial_id: t for t in trials},
         run_ids=run_ids,
         data_root=settings.data_root,
