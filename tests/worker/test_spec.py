@@ -107,6 +107,7 @@ def test_trial_count_limit() -> None:
         "digits_noisy.yaml",
         "rskd_stability.yaml",
         "rskd_lr.yaml",
+        "rskd_alternatives.yaml",
     ],
 )
 def test_example_specs_expand(name: str) -> None:
