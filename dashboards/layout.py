@@ -35,6 +35,8 @@ class Tag:
     # how a trial went
     RESUMED_FROM_EPOCH: Final = "rskd.resumed_from_epoch"
     STOPPED_EARLY: Final = "rskd.stopped_early"  # "true" when ASHA stopped it
+    PRUNED: Final = "rskd.pruned"  # "true" when racing stopped its variant before this run finished (KILLED)
+    PRUNED_REASON: Final = "rskd.pruned_reason"  # the racing test's bound and n at the stop
     END_REASON: Final = "rskd.end_reason"  # why a run was ended by someone else than its own process
     ERROR: Final = "rskd.error"
     TRACEBACK: Final = "rskd.traceback"
@@ -59,6 +61,7 @@ class RunState:
 
 
 RUN_TERMINAL: frozenset[str] = frozenset({RunState.FINISHED, RunState.FAILED, RunState.KILLED})
+PRUNED: Final = "PRUNED"  # trials racing stopped or kept from starting, counted apart from KILLED (not an MLflow state)
 
 
 def end_unfinished(client: Any, runs: Iterable[Any], status: str, reason: str) -> list[str]:
@@ -140,6 +143,8 @@ class TrialRecord:
     epochs_done: int
     knobs: dict[str, Any]
     metrics: dict[str, float]
+    pruned: bool = False  # racing stopped its variant before this run finished
+    pruned_reason: str | None = None
 
     @classmethod
     def from_run(cls, run: Any) -> TrialRecord:
@@ -157,6 +162,8 @@ class TrialRecord:
             epochs_done=int(metrics.get(EPOCH, 0)),
             knobs=json.loads(tags.get(Tag.KNOBS, "{}")),
             metrics=metrics,
+            pruned=tags.get(Tag.PRUNED) == TRUE,
+            pruned_reason=tags.get(Tag.PRUNED_REASON),
         )
 
 

@@ -88,7 +88,7 @@ class Look:
             return f"vs {self.baseline}: n={self.n}, no test"
         return (
             f"vs {self.baseline}: n={self.n} paired seeds, mean difference {self.delta:+.4g}, "
-            f"upper bound {self.upper:+.4g} < -margin {-margin:+.4g}"
+            f"upper bound {self.upper:+.4g} < {-margin or 0.0:+.4g} (-margin)"
         )
 
 

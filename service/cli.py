@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dashboards.layout import RunState
+from dashboards.layout import PRUNED, RunState
 from worker.states import TERMINAL
 
 if TYPE_CHECKING:
@@ -265,15 +265,17 @@ def progress_table(d: dict[str, Any], elapsed: float) -> Table:
     done = states.get(RunState.FINISHED, 0)
     failed = states.get(RunState.FAILED, 0) + states.get(RunState.KILLED, 0)
     running = states.get(RunState.RUNNING, 0)
-    pending = max(d["trials"] - done - failed - running, 0)
+    pruned = states.get(PRUNED, 0)
+    pending = max(d["trials"] - done - failed - running - pruned, 0)
     eta = "–"
     if done:
         eta = f"{elapsed / done * (pending + running):.0f} s"
     best = d.get("best_objective")
     t = Table(title=f"{d['name']} ({d['id']}) — {d['status']}")
-    for col in ("pending", "running", "done", "failed", f"best {d['objective']['metric']}", "elapsed", "ETA"):
+    cols = ("pending", "running", "done", "failed", "pruned", f"best {d['objective']['metric']}", "elapsed", "ETA")
+    for col in cols:
         t.add_column(col, justify="right")
-    t.add_row(str(pending), str(running), str(done), str(failed), "–" if best is None else f"{best:.4f}",
+    t.add_row(str(pending), str(running), str(done), str(failed), str(pruned), "–" if best is None else f"{best:.4f}",
               f"{elapsed:.0f} s", eta)  # fmt: skip
     return t
 

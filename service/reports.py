@@ -7,7 +7,7 @@ import json
 
 from fastapi.responses import PlainTextResponse, Response
 
-from dashboards.layout import METRICS, RunState
+from dashboards.layout import METRICS, PRUNED, RunState
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
 from dashboards.report import Report, build_report
@@ -35,10 +35,12 @@ def report_text(report: Report, fmt: str, baseline: str | None, headers: dict[st
 
 
 def progress(trials: list[TrialView], row: SweepRow) -> tuple[dict[str, int], float | None]:
-    """Trials by state (those not started yet count as SCHEDULED) and the best objective value so far."""
+    """Trials by state (those not started yet count as SCHEDULED, those racing pruned as PRUNED) and the best
+    objective value so far."""
     by_state: dict[str, int] = {}
     for t in trials:
-        by_state[t.status] = by_state.get(t.status, 0) + 1
+        state = PRUNED if t.pruned else t.status
+        by_state[state] = by_state.get(state, 0) + 1
     if len(trials) < row.trials:
         by_state[RunState.SCHEDULED] = by_state.get(RunState.SCHEDULED, 0) + row.trials - len(trials)
     objective = _objective(row) or {}

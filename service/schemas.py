@@ -70,6 +70,7 @@ class TrialRead(BaseModel):
     epochs_done: int
     knobs: dict[str, Any]
     metrics: dict[str, float]
+    pruned: bool = Field(False, description="racing stopped its variant before this trial finished (status KILLED)")
 
 
 class ValidationReport(BaseModel):

@@ -159,6 +159,39 @@ def _scheduler(spec: SweepSpec, trials: list[Trial]) -> Any:
     )
 
 
+def _concurrency(spec: SweepSpec) -> int:
+    """How many trials run at once: ``max_concurrent_trials``, else as many as the cluster's CPUs (and GPUs) hold."""
+    if spec.max_concurrent_trials:
+        return spec.max_concurrent_trials
+    import ray
+
+    free = ray.cluster_resources()
+    fits = [free.get("CPU", 1.0) / spec.resources.cpu]
+    if spec.resources.gpu > 0:
+        fits.append(free.get("GPU", 0.0) / spec.resources.gpu)
+    return max(1, int(min(fits) + 1e-9))
+
+
+def _search(spec: SweepSpec, trials: list[Trial], ctx: SweepContext, path: Path) -> dict[str, Any]:
+    """The Tuner's search: a grid over the trial ids (seed-major); with ``racing:``, the racing searcher (which hands
+    out the trials, at most ``_concurrency`` at a time) and the racing scheduler around the optional ASHA."""
+    from ray import tune
+
+    if spec.racing is None:
+        return {
+            "param_space": {"trial_id": tune.grid_search([t.trial_id for t in trials])},
+            "tune_config": tune.TuneConfig(
+                num_samples=1, scheduler=_scheduler(spec, trials), max_concurrent_trials=spec.max_concurrent_trials
+            ),
+        }
+    from worker.racing import racing_algorithms
+
+    searcher, scheduler = racing_algorithms(
+        spec, trials, _concurrency(spec), _scheduler(spec, trials), str(path), ctx.tracking_uri, ctx.run_ids
+    )
+    return {"tune_config": tune.TuneConfig(num_samples=len(trials), search_alg=searcher, scheduler=scheduler)}
+
+
 def _tuner(
     spec: SweepSpec, trials: list[Trial], ctx: SweepContext, settings: DriverSettings, name: str, restore: bool
 ) -> Any:
@@ -173,10 +206,7 @@ def _tuner(
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
         trainable,
-        param_space={"trial_id": tune.grid_search([t.trial_id for t in trials])},
-        tune_config=tune.TuneConfig(
-            num_samples=1, scheduler=_scheduler(spec, trials), max_concurrent_trials=spec.max_concurrent_trials
-        ),
+        **_search(spec, trials, ctx, path),
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(Path(settings.storage_path).resolve()),
@@ -292,6 +322,10 @@ def run_sweep(
     stop = stop_on_sigterm()
     if to_run:
         fit_trials(lambda: _tuner(spec, to_run, ctx, settings, name, restore=resume), stop)
+    if spec.racing is not None:  # before close_runs: a pruned variant's trials that never started are no interruption
+        from worker.racing import mark_pruned, read_decisions
+
+        mark_pruned(tracker.client, trials, run_ids, read_decisions(experiment_dir(settings, name)))
     interrupted = close_runs(tracker, spec, run_ids, stop)
     publish_report(tracker, spec)
     return finish(tracker, run_ids, interrupted)
