@@ -16,7 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from rskd_core.config import RunConfig
 from rskd_core.config_io import ConfigError, apply_overrides, read_config_file, swap_method, validate
 
 
@@ -44,25 +46,40 @@ def _default_out(method: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}"
 
 
+def _train_config(args: argparse.Namespace, resume_dir: Path | None) -> RunConfig:
+    """The run's config: a file, or the resumed run's config.json, with --method and --set applied."""
+    if args.config is not None:
+        data = read_config_file(args.config)
+    elif resume_dir is not None:
+        data = read_config_file(resume_dir / "config.json")
+    else:
+        raise ConfigError("give a CONFIG file, or --resume DIR to continue a run")
+    if args.method:
+        data = swap_method(data, args.method)
+    return validate(apply_overrides(data, args.set))
+
+
+def _write_run_files(out: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(
+        f"rskd train: method={cfg.method.name} teacher={cfg.teacher.rule} model={cfg.model.name} "
+        f"data={cfg.data.name} device={info['device']} epochs={cfg.optim.epochs} out={out}",
+        file=sys.stderr,
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rskd_core.data import DataError
     from rskd_core.engine import Checkpointer, JsonlWriter, NonFiniteLossError, ProgressBar, ResumeError, Trainer
 
     resume_dir = Path(args.resume) if args.resume else None
     try:
-        if args.config is not None:
-            data = read_config_file(args.config)
-        elif resume_dir is not None:
-            data = read_config_file(resume_dir / "config.json")
-        else:
-            raise ConfigError("give a CONFIG file, or --resume DIR to continue a run")
-        if args.method:
-            data = swap_method(data, args.method)
-        cfg = validate(apply_overrides(data, args.set))
+        cfg = _train_config(args, resume_dir)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
     out = Path(args.out) if args.out else resume_dir or _default_out(cfg.method.name)
     resume_from = None
     if resume_dir is not None:
@@ -70,21 +87,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not resume_from.is_file():
             print(f"error: --resume {resume_dir}: no checkpoint.pt there", file=sys.stderr)
             return 2
-    data_root = os.environ.get("RSKD_DATA_ROOT")
     callbacks = [Checkpointer(out), JsonlWriter(out / "metrics.jsonl")]
     if not args.quiet:
         callbacks.append(ProgressBar())
     try:
-        trainer = Trainer(cfg, callbacks, data_root=data_root)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
-        info = trainer.run_info()
-        (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
-        print(
-            f"rskd train: method={cfg.method.name} teacher={cfg.teacher.rule} model={cfg.model.name} "
-            f"data={cfg.data.name} device={info['device']} epochs={cfg.optim.epochs} out={out}",
-            file=sys.stderr,
-        )
+        trainer = Trainer(cfg, callbacks, data_root=os.environ.get("RSKD_DATA_ROOT"))
+        _write_run_files(out, cfg, trainer.run_info())
         result = trainer.fit(resume_from=resume_from)
     except (ConfigError, DataError, ResumeError, FileNotFoundError, NonFiniteLossError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
