@@ -67,7 +67,7 @@ def table(report: Report, baseline: str | None = None) -> tuple[list[str], list[
     best = {m: _best(report, m) for m in ORDER}
     rows = []
     for v in report.variants:
-        cells = [Cell(v.variant), Cell(f"{v.n}" + ("†" if v.low_n else ""))]
+        cells = [Cell(v.variant + ("§" if v.pruned else "")), Cell(f"{v.n}" + ("†" if v.low_n else ""))]
         for m in ORDER:
             stat, b = v.metrics[m], best[m]
             top = b is not None and stat.mean is not None and _shown(m, stat.mean) == _shown(m, b)
@@ -91,6 +91,11 @@ def note(report: Report) -> str:
         "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
         "p Holm-corrected over the sweep's comparisons; ‡ every seed gave the same difference, so the t test has no "
         "spread to judge by (more seeds, or a finer metric)."
+    ) + (
+        " § pruned by racing: stopped as worse than a baseline by more than the margin (sequential test, "
+        "docs/racing.md); its statistics are those at the stop."
+        if any(v.pruned for v in report.variants)
+        else ""
     )
 
 
@@ -108,7 +113,7 @@ def markdown(report: Report, baseline: str | None = None) -> str:
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-                 "†": r"$^\dagger$", "‡": r"$^\ddagger$", "–": "--"}  # fmt: skip
+                 "†": r"$^\dagger$", "‡": r"$^\ddagger$", "–": "--", "§": r"$^\S$"}  # fmt: skip
 
 
 def latex_escape(s: str) -> str:
@@ -149,7 +154,7 @@ def csv(report: Report, baseline: str | None = None) -> str:
     rows = []
     for v in report.variants:
         row: dict[str, Any] = {"variant": v.variant, "role": v.role, "method": v.method, "n": v.n,
-                               "excluded": v.excluded}  # fmt: skip
+                               "excluded": v.excluded, "pruned": v.pruned}  # fmt: skip
         for m in TABLE_METRICS:
             row[f"{m}_mean"] = v.metrics[m].mean
             row[f"{m}_std"] = v.metrics[m].std

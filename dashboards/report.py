@@ -48,6 +48,9 @@ class VariantStat(BaseModel):
     seeds: list[int]
     knobs: dict[str, Any]
     metrics: dict[str, MetricStat]
+    pruned: bool = Field(False, description="racing stopped this variant as clearly worse than a baseline; its "
+                         "statistics are those of the seeds it finished before the stop")  # fmt: skip
+    pruned_reason: str | None = Field(None, description="the racing test's bound and n at the stop")
 
 
 class ComparisonStat(BaseModel):
@@ -133,8 +136,17 @@ def variant_stat(data: SweepData, name: str, col: str, ok: pd.Series) -> tuple[V
         seeds=sorted(seeds),
         knobs={k: _knob(rows[k].iloc[0]) for k in data.knobs if k in rows and pd.notna(rows[k].iloc[0])},
         metrics=metrics,
+        **_pruned(rows),
     )
     return stat, seeds
+
+
+def _pruned(rows: pd.DataFrame) -> dict[str, Any]:
+    """A variant is pruned when racing marked any of its runs (those it stopped or kept from starting)."""
+    if "pruned" not in rows or not rows["pruned"].fillna(False).astype(bool).any():
+        return {}
+    reasons = [r for r in rows.get("pruned_reason", pd.Series([], dtype=object)).dropna() if r]
+    return {"pruned": True, "pruned_reason": str(reasons[0]) if reasons else None}
 
 
 def _comparison(variant: str, baseline: str, c: Compared, p_holm: float | None) -> ComparisonStat:

@@ -130,7 +130,7 @@ def test_report_json_keeps_the_documented_shape() -> None:
     assert list(rep) == ["sweep_id", "objective", "trials", "excluded", "baselines", "variants", "comparisons"]
     assert rep["objective"] == {"metric": "test/top1", "mode": "max", "column": "final_top1", "value": "final"}
     assert list(rep["variants"][0]) == ["variant", "role", "method", "n", "mean", "std", "ci95", "excluded", "low_n",
-                                        "seeds", "knobs", "metrics"]  # fmt: skip
+                                        "seeds", "knobs", "metrics", "pruned", "pruned_reason"]  # fmt: skip
     assert set(rep["variants"][0]["metrics"]) == {"final_top1", "final_top5", "final_nll", "final_ece", "best_top1"}
     assert list(rep["variants"][0]["metrics"]["final_top1"]) == ["n", "mean", "std"]
     assert list(rep["comparisons"][0]) == ["variant", "baseline", "delta", "ci95", "p", "p_holm", "test", "n_variant",
