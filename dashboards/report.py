@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from dashboards.collect import SweepData
 from dashboards.layout import METRICS, RunState, metric_info
+from dashboards.power import difference_sd, seeds_needed
 from dashboards.stats import Compared, compare, describe, holm
 
 MIN_N = 3
@@ -64,6 +65,14 @@ class ComparisonStat(BaseModel):
     n_variant: int
     n_baseline: int
     no_spread: bool = Field(False, description="every seed gave the same difference: the t test is degenerate")
+    diff_sd: float | None = Field(
+        None, description="SD of the per-seed differences (paired), else √(s²_variant + s²_baseline)"
+    )
+    seeds_needed: int | None = Field(
+        None,
+        description="estimate: the seeds at which a paired t test at alpha 0.05 has 80 % power for the observed delta "
+        "with the observed diff_sd (docs/extend.md); None without a difference or a spread",
+    )
 
 
 class Report(BaseModel):
@@ -149,8 +158,13 @@ def _pruned(rows: pd.DataFrame) -> dict[str, Any]:
     return {"pruned": True, "pruned_reason": str(reasons[0]) if reasons else None}
 
 
-def _comparison(variant: str, baseline: str, c: Compared, p_holm: float | None) -> ComparisonStat:
+def _comparison(
+    variant: str, baseline: str, c: Compared, p_holm: float | None, values: dict[str, dict[int, float]]
+) -> ComparisonStat:
+    sd = difference_sd(values[variant], values[baseline])
     return ComparisonStat(
+        diff_sd=sd,
+        seeds_needed=seeds_needed(c.delta, sd),
         variant=variant,
         baseline=baseline,
         delta=_num(c.delta),
@@ -184,5 +198,5 @@ def build_report(data: SweepData, objective: dict[str, str] | None = None) -> Re
         excluded=sum(v.excluded for v in variants),
         baselines=baselines,
         variants=variants,
-        comparisons=[_comparison(v, b, c, p) for (v, b, c), p in zip(tests, adjusted, strict=True)],
+        comparisons=[_comparison(v, b, c, p, values) for (v, b, c), p in zip(tests, adjusted, strict=True)],
     )

@@ -134,7 +134,7 @@ def test_report_json_keeps_the_documented_shape() -> None:
     assert set(rep["variants"][0]["metrics"]) == {"final_top1", "final_top5", "final_nll", "final_ece", "best_top1"}
     assert list(rep["variants"][0]["metrics"]["final_top1"]) == ["n", "mean", "std"]
     assert list(rep["comparisons"][0]) == ["variant", "baseline", "delta", "ci95", "p", "p_holm", "test", "n_variant",
-                                           "n_baseline", "no_spread"]  # fmt: skip
+                                           "n_baseline", "no_spread", "diff_sd", "seeds_needed"]  # fmt: skip
     assert 0 < rep["variants"][0]["mean"] < 1
 
 
