@@ -177,13 +177,12 @@ def run_packing(size: dict[str, Any], device: str) -> dict[str, Any]:
                 cmd += ["--fraction", str(fraction)]
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(k)]
-            for p in procs:  # each one has built its trainer and warmed up
-                assert p.stdout is not None
-                line = p.stdout.readline().strip()
-                if line != "READY":
-                    raise RuntimeError(f"a packing worker did not start: {line!r}")
-            go.touch()
-            workers = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+            try:
+                workers = run_packed(procs, go)
+            finally:  # a worker that failed must not leave the others waiting for the go file
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
         results[str(k)] = {
             "images_per_s": sum(w["images"] / w["seconds"] for w in workers),
             "memory_fraction_each": fraction,
@@ -195,6 +194,17 @@ def run_packing(size: dict[str, Any], device: str) -> dict[str, Any]:
             r["ratio_to_one"] = r["images_per_s"] / one
     how = "plain subprocesses; Ray is not installed on the GPU machine"
     return {"processes": results, "how": how, "model": size["model"]}
+
+
+def run_packed(procs: list[subprocess.Popen[str]], go: Path) -> list[dict[str, Any]]:
+    """Wait until every worker has built its trainer and warmed up, start them together, collect their counts."""
+    for p in procs:
+        assert p.stdout is not None
+        line = p.stdout.readline().strip()
+        if line != "READY":
+            raise RuntimeError(f"a packing worker did not start (exit code {p.poll()}): {line!r}")
+    go.touch()
+    return [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
 
 
 def pack_worker(args: argparse.Namespace) -> None:

@@ -58,12 +58,14 @@ def test_resume_on_the_gpu_continues_exactly(tmp_path: Path, make_config: Callab
     assert resumed.fit(resume_from=tmp_path / "checkpoint.pt").epochs_done == 3
     # deterministic algorithms make it exact; the tolerance absorbs a cuBLAS set up before CUBLAS_WORKSPACE_CONFIG
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3, msg=lambda m, name=name: f"model.{name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3, msg=f"model.{name} differs after resume")
     top1 = [r["test/top1"] for r in resumed.history]
     assert top1 == pytest.approx([r["test/top1"] for r in straight.history], abs=0.02)
 
 
-def test_the_nan_guard_names_the_step_without_a_sync_per_step(make_config: Callable[..., RunConfig]) -> None:
+def test_the_nan_guard_names_the_step_without_a_sync_per_step(
+    make_config: Callable[..., RunConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
     trainer = Trainer(make_config(*EAGER, "optim.epochs=2"))
     assert trainer.rt.nan_check_every > 1  # the CUDA default
     calls = iter(range(1000))
@@ -73,7 +75,7 @@ def test_the_nan_guard_names_the_step_without_a_sync_per_step(make_config: Calla
         terms = losses(*args)
         return {**terms, "ce": terms["ce"] * float("nan")} if next(calls) == 3 else terms
 
-    trainer.method.losses = poisoned  # type: ignore[method-assign]
+    monkeypatch.setattr(trainer.method, "losses", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1: ce=nan \(seen 2 steps later"):
         trainer.fit()
     assert trainer.epoch == 1
