@@ -43,6 +43,14 @@ class Tag:
     # the parent run's
     TRIALS: Final = "rskd.trials"
     FAILED_TRIALS: Final = "rskd.failed_trials"
+    NOTE: Final = "mlflow.note.content"  # the run's description in the MLflow UI (the parent's: the comparison)
+    # the experiment's
+    EXPERIMENT_KIND: Final = "mlflow.experimentKind"  # which mode the MLflow 3 UI opens the experiment in
+
+
+KIND_TRAINING_EXPERIMENT: Final = "custom_model_development"  # the UI's "Model training" mode (not GenAI)
+UI_TRAINING_MODE: Final = "?workflowType=machine_learning"  # the MLflow UI's query for its "Model training" mode
+NOTE_MAX_CHARS: Final = 5000  # MLflow's tag-value limit (MAX_TAG_VAL_LENGTH) is 8000; the note stays well under it
 
 
 KIND_SWEEP: Final = "sweep"
@@ -92,6 +100,33 @@ def sweep_tags(sweep_id: str, code_version: str) -> dict[str, str]:
     return {Tag.KIND: KIND_SWEEP, Tag.SWEEP_ID: sweep_id, Tag.CODE_VERSION: code_version}
 
 
+def trial_run_name(variant: str, seed: int) -> str:
+    """A child run's name as the MLflow UI lists it, e.g. ``rskd_l · seed 1``."""
+    return f"{variant} · seed {seed}"
+
+
+def trial_model_name(variant: str, seed: int) -> str:
+    """A trial's LoggedModel name (MLflow refuses ``/ : . % " '`` in it), e.g. ``rskd_l-seed1``."""
+    return "".join("_" if ch in "/:.%\"'" else ch for ch in f"{variant}-seed{seed}")
+
+
+def _ui_root(ui: str) -> str:
+    return f"{ui.rstrip('/')}/" if ui else ""
+
+
+def experiment_url(ui: str, experiment_id: str) -> str:
+    """The runs view ("Training runs") of a sweep's experiment in the MLflow UI at ``ui`` (``""``: a link relative to
+    a page of that UI), in the UI's model-training mode (without ``UI_TRAINING_MODE`` it keeps the mode last chosen in
+    that browser, GenAI by default)."""
+    return f"{_ui_root(ui)}#/experiments/{experiment_id}/runs{UI_TRAINING_MODE}"
+
+
+def run_url(ui: str, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """A run's page (the parent run's shows the comparison in its description), or one of its artifact folders."""
+    page = f"/artifactPath/{artifact}" if artifact else ""
+    return f"{_ui_root(ui)}#/experiments/{experiment_id}/runs/{run_id}{page}{UI_TRAINING_MODE}"
+
+
 @dataclass(frozen=True)
 class TrialIdentity:
     """What names a trial in MLflow (written as tags of its child run)."""
@@ -107,7 +142,7 @@ class TrialIdentity:
 
     @property
     def run_name(self) -> str:
-        return f"{self.variant} s{self.seed}"
+        return trial_run_name(self.variant, self.seed)
 
     def tags(self, sweep_id: str, parent_run_id: str, code_version: str) -> dict[str, str]:
         return {

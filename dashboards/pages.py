@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from dashboards.layout import RunState
+from dashboards.layout import RunState, experiment_url, run_url
 from dashboards.render import note, table
 from dashboards.report import Report
 
@@ -76,10 +76,12 @@ def sweep_page(
     mlflow = links.get("mlflow")
     view = [
         {**t, "top1": _pct(t["metrics"].get("final/test_top1")),
-         "link": f"{mlflow}/#/experiments/{t['experiment_id']}/runs/{t['run_id']}" if mlflow and t.get("experiment_id")
-         else None}
+         "link": run_url(mlflow, t["experiment_id"], t["run_id"]) if mlflow and t.get("experiment_id") else None}
         for t in trials
     ]  # fmt: skip
+    experiment = next((t["experiment_id"] for t in trials if t.get("experiment_id")), None)
+    if mlflow and experiment:  # the header's MLflow link opens this sweep's runs, not the UI's home
+        links = {**links, "mlflow": experiment_url(mlflow, experiment)}
     active = bool(sweep["active"])
     return (
         environment()

@@ -16,6 +16,7 @@ from typing import Any
 
 from dashboards.collect import collect, sweep_runs
 from dashboards.layout import KIND_SWEEP
+from dashboards.note import write_note
 from dashboards.plots import render_plots
 from dashboards.render import FORMATS
 from dashboards.report import Report, build_report
@@ -40,13 +41,20 @@ def write_report(folder: Path, report: Report, plots: dict[str, bytes]) -> list[
 
 
 def publish(
-    client: Any, sweep_id: str, parent_run_id: str, experiment: str | None, objective: dict[str, str]
+    client: Any,
+    sweep_id: str,
+    parent_run_id: str,
+    experiment: str | None,
+    objective: dict[str, str],
+    dashboard_url: str | None = None,
 ) -> Report:
+    """The report and plots under ``report/`` and the comparison as the parent run's description (``note.py``)."""
     data = collect(client, sweep_id, experiment)
     report = build_report(data, objective)
     with tempfile.TemporaryDirectory() as tmp:
         write_report(Path(tmp), report, render_plots(data, report))
         client.log_artifacts(parent_run_id, tmp, artifact_path="report")
+    write_note(client, parent_run_id, report, experiment or sweep_id, dashboard_url)
     return report
 
 
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("publish", help="recompute a sweep's report and plots and log them on its parent run")
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--sweep-id", required=True)
+    p.add_argument("--dashboard-url", help="where a browser reaches the service (the description links its page)")
     args = parser.parse_args(argv)
     from mlflow.tracking import MlflowClient
 
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parent = parent_run(client, args.sweep_id)
     spec = json.loads(Path(client.download_artifacts(parent.info.run_id, "spec.json")).read_text())
     experiment = client.get_experiment(parent.info.experiment_id).name
-    report = publish(client, args.sweep_id, parent.info.run_id, experiment, spec.get("objective") or {})
+    report = publish(
+        client, args.sweep_id, parent.info.run_id, experiment, spec.get("objective") or {}, args.dashboard_url
+    )
     print(FORMATS["md"](report, None))
     return 0

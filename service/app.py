@@ -41,9 +41,12 @@ def job_env(settings: Settings) -> dict[str, str]:
         "RSKD_MAX_TRIALS": str(settings.rskd_max_trials),
         "RSKD_MAX_EPOCHS": str(settings.rskd_max_epochs),
         "RSKD_MLFLOW_PATIENCE_S": str(settings.rskd_mlflow_patience_s),
+        "RSKD_SYSTEM_METRICS": "true" if settings.rskd_system_metrics else "false",
     }
     if settings.rskd_data_root:
         env["RSKD_DATA_ROOT"] = settings.rskd_data_root
+    if settings.rskd_dashboard_url:
+        env["RSKD_DASHBOARD_URL"] = settings.rskd_dashboard_url
     return env
 
 

@@ -34,10 +34,16 @@ class Settings(BaseSettings):
     rskd_mlflow_patience_s: float = Field(
         300.0, gt=0, description="how long a trial waits for an unreachable MLflow before it fails (sent to the jobs)"
     )
+    rskd_system_metrics: bool = Field(
+        True, description="MLflow's system-metrics monitor on every trial's run (sent to the jobs)"
+    )
     rskd_max_body_bytes: int = Field(1_000_000, ge=1024, description="largest accepted request body")
     rskd_sync_interval_s: float = Field(2.0, gt=0, description="how often job states are synced from Ray")
     rskd_mlflow_ui_url: str | None = Field(
         None, description="the MLflow UI as a browser reaches it (dashboard links); default MLFLOW_TRACKING_URI if http"
+    )
+    rskd_dashboard_url: str | None = Field(
+        None, description="this service as a browser reaches it: sent to the jobs, the sweeps' MLflow runs link it"
     )
     rskd_ray_ui_url: str | None = Field(
         None, description="the Ray dashboard as a browser reaches it (dashboard links); default RAY_ADDRESS if http"

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboards.layout import RunState
+from worker.mlflow_extras import LiveNote
 from worker.spec import (
     DEFAULT_MAX_EPOCHS,
     DEFAULT_MAX_TRIALS,
@@ -45,6 +46,8 @@ ENV_FIELDS = {  # optional environment variable → DriverSettings field
     "RSKD_MAX_EPOCHS": "max_epochs",
     "RSKD_MLFLOW_PATIENCE_S": "mlflow_patience_s",
     "RSKD_FAULT_FAIL_AT_EPOCH": "fault_fail_at_epoch",
+    "RSKD_SYSTEM_METRICS": "system_metrics",
+    "RSKD_DASHBOARD_URL": "dashboard_url",
 }
 
 
@@ -65,6 +68,12 @@ class DriverSettings(BaseModel):
     )
     fault_fail_at_epoch: int | None = Field(
         None, ge=0, description="RSKD_FAULT_FAIL_AT_EPOCH: tests only — every trial raises once after this epoch"
+    )
+    system_metrics: bool = Field(
+        True, description="RSKD_SYSTEM_METRICS: MLflow's system-metrics monitor (CPU, memory, GPU) on trial runs"
+    )
+    dashboard_url: str | None = Field(
+        None, description="RSKD_DASHBOARD_URL: the service as a browser reaches it (linked from the parent run)"
     )
 
     @classmethod
@@ -269,13 +278,14 @@ def close_runs(tracker: SweepTracker, spec: SweepSpec, run_ids: dict[str, str], 
     return False
 
 
-def publish_report(tracker: SweepTracker, spec: SweepSpec) -> None:
-    """The comparison tables and plots on the parent run under ``report/``; a failure here is logged, never fails the
-    sweep (``python -m dashboards publish`` regenerates them)."""
+def publish_report(tracker: SweepTracker, spec: SweepSpec, dashboard_url: str | None = None) -> None:
+    """The comparison tables and plots on the parent run under ``report/``, the table as its description; a failure
+    here is logged, never fails the sweep (``python -m dashboards publish`` regenerates them)."""
     from dashboards.publish import publish
 
     try:
-        publish(tracker.client, tracker.sweep_id, tracker.parent_run_id, spec.name, spec.objective.model_dump())
+        objective = spec.objective.model_dump()
+        publish(tracker.client, tracker.sweep_id, tracker.parent_run_id, spec.name, objective, dashboard_url)
     except Exception:
         log.exception("could not publish the report of %s (python -m dashboards publish retries)", tracker.sweep_id)
 
@@ -317,15 +327,20 @@ def run_sweep(
         data_root=settings.data_root,
         patience_s=settings.mlflow_patience_s,
         fail_at_epoch=settings.fault_fail_at_epoch,
+        system_metrics=settings.system_metrics,
     )
     connect_ray()
     stop = stop_on_sigterm()
+    live = LiveNote(
+        tracker.client, sweep_id, tracker.parent_run_id, spec.name, spec.objective.model_dump(), settings.dashboard_url
+    )
     if to_run:
-        fit_trials(lambda: _tuner(spec, to_run, ctx, settings, name, restore=resume), stop)
+        with live:  # the parent's description follows the comparison while the trials run
+            fit_trials(lambda: _tuner(spec, to_run, ctx, settings, name, restore=resume), stop)
     if spec.racing is not None:  # before close_runs: a pruned variant's trials that never started are no interruption
         from worker.racing import mark_pruned, read_decisions
 
         mark_pruned(tracker.client, trials, run_ids, read_decisions(experiment_dir(settings, name)))
     interrupted = close_runs(tracker, spec, run_ids, stop)
-    publish_report(tracker, spec)
+    publish_report(tracker, spec, settings.dashboard_url)
     return finish(tracker, run_ids, interrupted)

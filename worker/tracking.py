@@ -27,6 +27,7 @@ from dashboards.layout import (
     BEST_EPOCH,
     EPOCH,
     KIND_SWEEP,
+    KIND_TRAINING_EXPERIMENT,
     KIND_TRIAL,
     METRICS,
     PER_EPOCH_PREFIXES,
@@ -93,6 +94,8 @@ class SweepTracker:
                 spec.name, artifact_location=f"{artifact_root}/{spec.name}" if artifact_root else None
             )
         )
+        # MLflow 3's UI opens an experiment without this tag in its GenAI mode (traces); ours are training runs
+        self.client.set_experiment_tag(self.experiment_id, Tag.EXPERIMENT_KIND, KIND_TRAINING_EXPERIMENT)
         self.parent_run_id = self._parent()
 
     def _find(self, kind: str) -> list[Any]:
@@ -116,13 +119,13 @@ class SweepTracker:
             self.client.log_artifact(run.info.run_id, str(path))
         return str(run.info.run_id)
 
-    def child_runs(self, trials: Iterable[Trial]) -> dict[str, str]:
-        """trial id → run id; existing children are reused (resume, resubmission), missing ones created."""
-        existing = {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in self._find(KIND_TRIAL)}
     def trial_ids(self) -> set[str]:
         """The trial ids that have a child run under this sweep's parent."""
         return {r.data.tags[Tag.TRIAL_ID] for r in self._find(KIND_TRIAL)}
 
+    def child_runs(self, trials: Iterable[Trial]) -> dict[str, str]:
+        """trial id → run id; existing children are reused (resume, resubmission), missing ones created."""
+        existing = {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in self._find(KIND_TRIAL)}
         runs: dict[str, str] = {}
         for trial in trials:
             if trial.trial_id in existing:
@@ -138,7 +141,25 @@ class SweepTracker:
             self.client.update_run(rid, status=RunState.SCHEDULED)
             runs[trial.trial_id] = rid
         self.client.set_tag(self.parent_run_id, Tag.TRIALS, str(len(runs)))
+        self._sweep_params(len(runs))
         return runs
+
+    def _sweep_params(self, trials: int) -> None:
+        """The sweep-level facts as the parent's params (shown and compared in the UI). MLflow params never change,
+        so a key the parent already has is kept (an extended sweep's current trial count is its ``Tag.TRIALS``)."""
+        spec = self.spec
+        facts = {
+            "sweep.objective": f"{spec.objective.metric} ({spec.objective.mode})",
+            "sweep.baselines": ", ".join(b.label or b.name for b in spec.baselines) or "none",
+            "sweep.variants": ", ".join(spec.variants) or "none",
+            "sweep.seeds": json.dumps(spec.seeds),
+            "sweep.trials": str(trials),
+            "sweep.scheduler": spec.scheduler.type,
+        }
+        have = self.client.get_run(self.parent_run_id).data.params
+        new = [Param(k, v[:6000]) for k, v in facts.items() if k not in have]
+        if new:
+            self.client.log_batch(self.parent_run_id, params=new)
 
     def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         return {rid: self.client.get_run(rid).info.status for rid in run_ids}
@@ -281,12 +302,16 @@ class TrialRun:
     def _retry(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
         mlflow_retry(fn, *args, patience_s=self.patience_s, what=what, **kwargs)
 
-    def finish(self, result: FitResult, checkpoints: Iterable[Path], config: Path) -> None:
-        """The weights, the config and the summary metrics, then FINISHED (each retried while MLflow is away)."""
+    def finish(
+        self, result: FitResult, checkpoints: Iterable[Path], config: Path, link: dict[str, str] | None = None
+    ) -> None:
+        """The weights, the config and the summary metrics, then FINISHED (each retried while MLflow is away).
+        ``link``: ``Metric`` fields that tie the summary metrics to a LoggedModel and a dataset (``model_id``,
+        ``dataset_name``, ``dataset_digest``)."""
         for path in checkpoints:
             self._retry(self.client.log_artifact, self.run_id, str(path), artifact_path="checkpoints", what=path.name)
         self._retry(self.client.log_artifact, self.run_id, str(config), what="config")
         now = int(time.time() * 1000)
-        final = [Metric(k, v, now, result.epochs_done) for k, v in summary_metrics(result).items()]
+        final = [Metric(k, v, now, result.epochs_done, **(link or {})) for k, v in summary_metrics(result).items()]
         self._retry(self.client.log_batch, self.run_id, metrics=final, what="summary")
         self._retry(self.client.set_terminated, self.run_id, status=RunState.FINISHED, what="end of the run")

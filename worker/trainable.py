@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dashboards.layout import trial_model_name
 from rskd_core.config import RunConfig
 from rskd_core.engine import Callback, FailAfterEpoch, Trainer
+from worker.mlflow_extras import SystemMetricsLogger, log_final_model, log_trial_datasets
 from worker.spec import Trial
-from worker.tracking import MlflowEpochLogger, TrialRun
+from worker.tracking import MlflowEpochLogger, TrialRun, mlflow_retry
 
 log = logging.getLogger(__name__)
 # fail fast on each MLflow call (MLflow's own backoff would stall training for minutes): the epoch logger keeps what
@@ -49,6 +51,7 @@ class SweepContext:
     data_root: str | None = None
     patience_s: float = 300.0
     fail_at_epoch: int | None = None
+    system_metrics: bool = True  # RSKD_SYSTEM_METRICS: MLflow's system-metrics monitor on each trial's run
 
 
 class TuneReporter(Callback):
@@ -99,6 +102,8 @@ def restore_checkpoint(workdir: Path) -> Path | None:
 def callbacks_for(ctx: SweepContext, logger: MlflowEpochLogger, workdir: Path) -> list[Callback]:
     """Tune's report (with the checkpoint) first, then MLflow, then the test fault (after both, like a real crash)."""
     callbacks: list[Callback] = [TuneReporter(workdir), logger]
+    if ctx.system_metrics:  # after the logger, which makes the run RUNNING (the monitor stops on any other state)
+        callbacks.append(SystemMetricsLogger(logger.run_id, ctx.tracking_uri))
     if ctx.fail_at_epoch is not None:
         callbacks.append(FailAfterEpoch(ctx.fail_at_epoch))
     return callbacks
@@ -122,6 +127,15 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
         resume_from = restore_checkpoint(workdir)
         logger = run.epoch_logger()
         trainer = Trainer(cfg, callbacks_for(ctx, logger, workdir), data_root=ctx.data_root)
+        datasets = mlflow_retry(
+            log_trial_datasets,
+            run.client,
+            run.run_id,
+            trainer,
+            ctx.data_root,
+            patience_s=ctx.patience_s,
+            what="datasets",
+        )
         try:
             result = trainer.fit(resume_from=resume_from)
         except Exception as err:
@@ -133,4 +147,19 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
         logger.flush()
         trainer.save_weights(workdir / "final.pt")
         (workdir / "config.json").write_text(cfg.model_dump_json(indent=2))
-        run.finish(result, [workdir / "best.pt", workdir / "final.pt"], workdir / "config.json")
+        experiment_id = run.client.get_run(run.run_id).info.experiment_id
+        model_id = mlflow_retry(
+            log_final_model,
+            run.client,
+            experiment_id,
+            run.run_id,
+            trial_model_name(trial.variant, trial.seed),
+            workdir / "final.pt",
+            workdir / "config.json",
+            result.epochs_done,
+            patience_s=ctx.patience_s,
+            what="the final model",
+        )
+        test_set = datasets[-1]  # the final metrics are measured on the test set
+        link = {"model_id": model_id, "dataset_name": test_set.name, "dataset_digest": test_set.digest}
+        run.finish(result, [workdir / "best.pt", workdir / "final.pt"], workdir / "config.json", link=link)
