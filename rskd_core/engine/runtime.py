@@ -121,11 +121,14 @@ def system_info(device: torch.device, fraction: float | None) -> dict[str, Any]:
     return {"device_memory_mb": device_memory_mb(device), "gpu_memory_fraction": fraction}
 
 
-def system_metrics(device: torch.device) -> dict[str, float]:
-    """Per-epoch ``system/*`` metrics (CUDA only): peak allocated and currently reserved memory, in MiB."""
+def system_metrics(device: torch.device, fraction: float | None) -> dict[str, float]:
+    """Per-epoch ``system/*`` metrics (CUDA only): peak allocated and currently reserved memory, in MiB, and the
+    share of the GPU the run may use (1.0 uncapped) — numbers, so a sweep's MLflow logs them with the epoch."""
     if device.type != "cuda":
         return {}
     return {
         "system/peak_memory_mb": torch.cuda.max_memory_allocated(device) / MIB,
         "system/reserved_memory_mb": torch.cuda.memory_reserved(device) / MIB,
+        "system/gpu_memory_fraction": 1.0 if fraction is None else fraction,
+        "system/device_memory_mb": device_memory_mb(device),
     }

@@ -402,7 +402,7 @@ class Trainer:
         record["lr"] = self.schedule.lr_at(max(self.global_step - 1, 0))
         record["throughput/samples_per_s"] = images / max(elapsed, 1e-9)
         record["time/epoch_s"] = elapsed
-        record.update(system_metrics(self.device))
+        record.update(system_metrics(self.device, self.rt.gpu_memory_fraction))
         self.epoch = e + 1
         if record["test/top1"] > self.best_top1:
             self.best_top1, self.best_epoch = record["test/top1"], self.epoch

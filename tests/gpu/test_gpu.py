@@ -44,8 +44,11 @@ def test_fast_settings_reach_the_accuracy_of_fp32_eager(make_config: Callable[..
                                "runtime.compile=false", "runtime.sgd_impl=for_loop"))  # fmt: skip
     fast = Trainer(make_config(*recipe, *CUDA))  # unset knobs: bf16, channels_last, compile, fused SGD
     assert (fast.rt.amp, fast.rt.channels_last, fast.rt.compile, fast.rt.sgd_impl) == (True, True, True, "fused")
-    a, b = fp32.fit().final["test/top1"], fast.fit().final["test/top1"]
+    final = fast.fit().final
+    a, b = fp32.fit().final["test/top1"], final["test/top1"]
     assert a > 0.5 and abs(a - b) <= ACCURACY_TOLERANCE, (a, b)
+    assert final["system/peak_memory_mb"] > 0 and final["system/gpu_memory_fraction"] == 1.0  # MLflow's system facts
+    assert fast.run_info()["device_name"] == torch.cuda.get_device_name(0)
 
 
 def test_resume_on_the_gpu_continues_exactly(tmp_path: Path, make_config: Callable[..., RunConfig]) -> None:
