@@ -164,7 +164,9 @@ class RuntimeConfig(_Frozen):
         None, description="let cuDNN time its algorithms for each shape; unset = on for CUDA unless deterministic"
     )
     sgd_impl: Literal["auto", "fused", "foreach", "for_loop"] = Field(
-        "auto", description="SGD kernel: auto = fused on CUDA, torch's own choice elsewhere"
+        "auto",
+        description="SGD kernel: auto = foreach on CUDA, torch's own choice elsewhere; fused only where every "
+        "parameter has a gradient from the first step (not RSKD with a warm-up)",
     )
     nan_check_every: int | None = Field(
         None,

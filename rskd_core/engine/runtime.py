@@ -1,7 +1,7 @@
 """The device side of a run: speed knobs resolved per device, the CUDA memory share of a packed trial, the message of
 an out-of-memory error, and the system facts a run records (device name, memory share, peak memory).
 
-Unset knobs of ``runtime`` take the fast value on CUDA — bf16 autocast, channels_last, cuDNN autotuning, fused SGD,
+Unset knobs of ``runtime`` take the fast value on CUDA — bf16 autocast, channels_last, cuDNN autotuning, foreach SGD,
 ``torch.compile`` and a NaN check every 100 steps — and the plain one elsewhere, so CPU runs (tests, the digits demo)
 are what they always were.
 """
@@ -43,7 +43,9 @@ def resolve_runtime(rt: RuntimeConfig, device: torch.device) -> ResolvedRuntime:
     def pick(value: bool | None) -> bool:
         return cuda if value is None else value
 
-    sgd = rt.sgd_impl if rt.sgd_impl != "auto" else ("fused" if cuda else "default")
+    # not fused: its kernel refuses a step where some parameters have momentum and others none yet (RSKD's heads get
+    # their first gradient when the warm-up ramp leaves 0), which foreach handles
+    sgd = rt.sgd_impl if rt.sgd_impl != "auto" else ("foreach" if cuda else "default")
     return ResolvedRuntime(
         amp=pick(rt.amp),
         channels_last=pick(rt.channels_last),

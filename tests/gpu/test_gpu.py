@@ -42,8 +42,8 @@ def test_fast_settings_reach_the_accuracy_of_fp32_eager(make_config: Callable[..
               "data.test_size=512", "optim.batch_size=128", "optim.epochs=6", "optim.lr=0.1")  # fmt: skip
     fp32 = Trainer(make_config(*recipe, *CUDA, "runtime.amp=false", "runtime.channels_last=false",
                                "runtime.compile=false", "runtime.sgd_impl=for_loop"))  # fmt: skip
-    fast = Trainer(make_config(*recipe, *CUDA))  # unset knobs: bf16, channels_last, compile, fused SGD
-    assert (fast.rt.amp, fast.rt.channels_last, fast.rt.compile, fast.rt.sgd_impl) == (True, True, True, "fused")
+    fast = Trainer(make_config(*recipe, *CUDA))  # unset knobs: bf16, channels_last, compile, foreach SGD
+    assert (fast.rt.amp, fast.rt.channels_last, fast.rt.compile, fast.rt.sgd_impl) == (True, True, True, "foreach")
     final = fast.fit().final
     a, b = fp32.fit().final["test/top1"], final["test/top1"]
     assert a > 0.5 and abs(a - b) <= ACCURACY_TOLERANCE, (a, b)
