@@ -43,7 +43,8 @@ def _best(report: Report, metric: str) -> float | None:
     return metric_info(metric).best_of(means) if means else None
 
 
-def _delta(report: Report, variant: str, baseline: str | None) -> tuple[str, str]:
+def _delta(report: Report, variant: str, baseline: str | None) -> tuple[str, str, str]:
+    """Δ [CI], Holm p, and the seeds the comparison needs for 80 % power (an estimate, ``dashboards.power``)."""
     c = report.comparison(variant, baseline)
     if c is not None and c.delta is not None:
         s = metric_info(report.objective.column).scale
@@ -51,8 +52,8 @@ def _delta(report: Report, variant: str, baseline: str | None) -> tuple[str, str
         if c.ci95 is not None:
             d += f" [{c.ci95[0] * s:+.2f}, {c.ci95[1] * s:+.2f}]"
         p = "–" if c.p_holm is None else f"{c.p_holm:.3g}" + ("‡" if c.no_spread else "")
-        return d, p
-    return ("ref", "") if variant == baseline else ("–", "–")
+        return d, p, "–" if c.seeds_needed is None else f"~{c.seeds_needed}"
+    return ("ref", "", "") if variant == baseline else ("–", "–", "–")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def table(report: Report, baseline: str | None = None) -> tuple[list[str], list[
 
 def _header(report: Report, baseline: str | None) -> list[str]:
     delta = f"Δ {header_label(report.objective.column)} vs {baseline or '–'} [95% CI]"
-    return ["Variant", "n", *(header_label(m) for m in ORDER), delta, "p (Holm)"]
+    return ["Variant", "n", *(header_label(m) for m in ORDER), delta, "p (Holm)", "seeds for 80%"]
 
 
 def note(report: Report) -> str:
@@ -90,7 +91,8 @@ def note(report: Report) -> str:
         f"{report.excluded} of {report.trials} trials excluded (failed, killed, unfinished or stopped early); "
         "† fewer than 3 seeds; Δ in points of the table's unit: paired t over shared seeds, else Welch; "
         "p Holm-corrected over the sweep's comparisons; ‡ every seed gave the same difference, so the t test has no "
-        "spread to judge by (more seeds, or a finer metric)."
+        "spread to judge by (more seeds, or a finer metric); seeds for 80%: an estimate of the seeds at which a paired "
+        "t test at alpha 0.05 would detect the Δ seen with 80 % power, from the seeds' spread so far (docs/extend.md)."
     ) + (
         " § pruned by racing: stopped as worse than a baseline by more than the margin (sequential test, "
         "docs/racing.md); its statistics are those at the stop."
@@ -167,6 +169,7 @@ def csv(report: Report, baseline: str | None = None) -> str:
             p=None if c is None else c.p,
             p_holm=None if c is None else c.p_holm,
             test=None if c is None else c.test,
+            seeds_needed=None if c is None else c.seeds_needed,
         )
         rows.append(row)
     buf = io.StringIO()

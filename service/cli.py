@@ -367,6 +367,57 @@ def resume(sweep_id: str) -> None:
     console.print(f"{sweep_id}: {_call('POST', f'/v1/sweeps/{sweep_id}/resume')['status']}")
 
 
+@sweeps_app.command("extend")
+def extend(
+    sweep_id: str,
+    seeds: Annotated[str | None, typer.Option(help="seeds to add, comma-separated: 3,4")] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="YAML/JSON: what to add (seeds, variants, grid, baselines), "
+                     "or a whole spec that contains the sweep's"),
+    ] = None,
+    to_power: Annotated[
+        float | None, typer.Option(help="also add the seeds the most demanding undecided comparison needs for "
+                                   "this power (e.g. 0.8; an estimate), within the service's trial limit")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="list the new trials; run nothing")] = False,
+    follow: Annotated[bool, typer.Option(help="a live table until the sweep ends, then the report")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="repeating with the same key extends once")] = None,
+) -> None:
+    """Grow a finished sweep: only the new trials run, under the same MLflow parent run."""
+    body = _extension_body(seeds, spec)
+    ctype = "application/json" if spec is None or spec.suffix == ".json" else "application/yaml"
+    headers = {"content-type": ctype, **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
+    params = {k: v for k, v in {"dry_run": "true" if dry_run else None, "to_power": to_power}.items() if v}
+    out = _call("POST", f"/v1/sweeps/{sweep_id}/extend", content=body, headers=headers, params=params)
+    t = Table(title=f"{sweep_id}: {out['new_trials']} new trials" + (" (dry run)" if out["dry_run"] else ""))
+    for col in ("trial", "variant", "role", "seed"):
+        t.add_column(col)
+    for trial in out["trials"]:
+        t.add_row(trial["trial_id"], escape(trial["variant"]), trial["role"], str(trial["seed"]))
+    console.print(t)
+    if out["job_id"]:
+        console.print(f"sweep {sweep_id} {out['sweep']['status']}: job {out['job_id']}")
+    elif not out["dry_run"]:
+        console.print("nothing new: no job started")
+    if follow and out["job_id"]:
+        follow_sweep(sweep_id)
+
+
+def _extension_body(seeds: str | None, spec: Path | None) -> bytes:
+    if spec is not None and seeds:
+        console.print("[red]give --seeds or --spec, not both[/]")
+        raise typer.Exit(2)
+    if spec is not None:
+        return spec.read_bytes()
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
+    except ValueError:
+        console.print(f"[red]--seeds {seeds!r}[/]: give integers separated by commas, e.g. 3,4")
+        raise typer.Exit(2) from None
+    return json.dumps({"seeds": values}).encode()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from dashboards.power import ALPHA, MAX_SEEDS, seeds_needed
+from dashboards.report import Report
 from rskd_core.config import config_hash
 from service.deps import Services, run_in_db
 from service.intake import limit_problems
@@ -23,7 +25,7 @@ from service.models import ExtensionRow, SweepRow
 from service.repository import SweepRepository, now
 from service.schemas import SweepRead
 from service.sweeps import Refused, job_id_of, spec_hash, submit
-from worker.extension import new_trials, parse_extension, union_spec
+from worker.extension import ExtendBody, new_trials, parse_extension, union_spec
 from worker.spec import SpecError, SweepSpec, Trial, expand
 from worker.states import ACTIVE, SweepStatus
 
@@ -49,13 +51,31 @@ class ExtensionRead(BaseModel):
     dry_run: bool = False
 
 
-def _new(text: str, fmt: str, row: SweepRow, services: Services) -> tuple[SweepSpec, list[Trial], str]:
-    """The union spec, its new trials and the request's hash; 422 naming what is wrong."""
+def seeds_for_power(report: Report, spec: SweepSpec, power: float, max_trials: int) -> list[int]:
+    """The seeds to add so that the most demanding undecided comparison (Holm p ≥ alpha, or untested) reaches
+    ``power`` (``dashboards.power``: an estimate), capped so the sweep stays within ``max_trials``."""
+    undecided = [c for c in report.comparisons if c.p_holm is None or c.p_holm >= ALPHA]
+    needs = [n for c in undecided if (n := seeds_needed(c.delta, c.diff_sd, power=power)) is not None]
+    if not needs:
+        return []
+    configs = len(expand(spec, UNLIMITED)) // len(spec.seeds)
+    target = min(max(needs), max_trials // configs, MAX_SEEDS)
+    start = max(spec.seeds) + 1
+    return list(range(start, start + max(0, target - len(spec.seeds))))
+
+
+def _new(
+    text: str, fmt: str, row: SweepRow, services: Services, report: Report | None, power: float | None
+) -> tuple[SweepSpec, list[Trial], str]:
+    """The union spec (with the seeds ``power`` asks for, given the sweep's report), its new trials and the request's
+    hash; 422 naming what is wrong."""
     old = SweepSpec.model_validate_json(row.spec_json)
     limit = services.settings.rskd_max_trials
     try:
         extension = parse_extension(text, fmt)
         union = union_spec(old, extension, limit)
+        if report is not None and power is not None:
+            union = union_spec(union, ExtendBody(seeds=seeds_for_power(report, union, power, limit)), limit)
         trials = new_trials(union, {t.trial_id for t in expand(old, UNLIMITED)}, limit)
     except SpecError as err:
         raise Refused(422, str(err).splitlines()[0], err.problems) from None
@@ -108,13 +128,19 @@ def _store(repo: SweepRepository, sweep_id: str, union: SweepSpec, listed: list[
 
 
 def extend(
-    services: Services, sweep_id: str, text: str, fmt: str, key: str | None, dry_run: bool
+    services: Services,
+    row: SweepRow,
+    text: str,
+    fmt: str,
+    key: str | None,
+    dry_run: bool,
+    report: Report | None = None,
+    power: float | None = None,
 ) -> tuple[ExtensionRead, bool]:
-    """Extend the sweep by the body (see the module); True when this request started a job."""
-    row = run_in_db(services, lambda repo: repo.get(sweep_id))
-    if row is None:
-        raise Refused(404, f"no sweep {sweep_id!r}")
-    union, trials, digest = _new(text, fmt, row, services)
+    """Extend the sweep by the body (see the module) and, with ``power``, by the seeds its ``report`` asks for; True
+    when this request started a job."""
+    sweep_id = row.id
+    union, trials, digest = _new(text, fmt, row, services, report, power)
     listed = _listing(trials)
     if dry_run:
         return ExtensionRead(sweep=_read(row), extension=0, new_trials=len(listed), trials=listed, dry_run=True), False

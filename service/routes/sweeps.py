@@ -136,11 +136,20 @@ async def resume_sweep(row: SweepDep, services: ServicesDep) -> SweepRead:
     },
 )
 async def extend_sweep(
-    sweep_id: str,
+    row: SweepDep,
     request: Request,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     dry_run: Annotated[bool, Query(description="list the new trials; change and run nothing")] = False,
+    to_power: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            lt=1,
+            description="also add the seeds the most demanding undecided comparison needs for this "
+            "power (the report's seeds_needed estimate), within RSKD_MAX_TRIALS",
+        ),
+    ] = None,
 ) -> Any:
     """Grow a finished sweep: more seeds, variants, grid values or baselines (or a whole spec that contains the old
     one). Only the new trials run, in one Ray Job ``{id}-x{n}``, under the same MLflow parent run; the stored spec
@@ -148,7 +157,13 @@ async def extend_sweep(
     text = await read_body(request, services.settings.rskd_max_body_bytes)
     fmt = body_format(request.headers.get("content-type"))
     key = (idempotency_key or "").strip() or None
-    result, created = await asyncio.to_thread(extend, services, sweep_id, text, fmt, key, dry_run)
+    report = None
+    if to_power is not None:
+        try:
+            report = await sweep_report(services, row)
+        except Exception as err:
+            raise sweeps.Refused(503, f"MLflow is not answering: {err}") from None
+    result, created = await asyncio.to_thread(extend, services, row, text, fmt, key, dry_run, report, to_power)
     return JSONResponse(result.model_dump(mode="json"), status_code=201 if created else 200)
 
 

@@ -48,8 +48,9 @@ def test_a_terminal_gets_a_table_without_markdown_escapes(monkeypatch: pytest.Mo
     header, rows = table(REPORT)
     bold = [c.text for cells in rows for c in cells if c.bold]
     assert bold and all(f"\x1b[1m{b}" in text for b in bold)  # the best of each column, bold
-    delta = next(c.text for cells in rows for c in cells[len(header) - 2 : len(header) - 1] if "[" in c.text)
+    delta = next(c.text for cells in rows for c in cells[len(header) - 3 : len(header) - 2] if "[" in c.text)
     assert delta in plain  # Δ with its CI
+    assert "seeds for 80%" in plain  # beside it, the seeds the comparison needs (an estimate)
 
 
 def test_an_unknown_baseline_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from service.submitter import JobState
 from service.sync import sync_once
 from tests.service.fakes import FakeSubmitter, FakeTrials
-from tests.service.test_api import SMOKE, make_client, post_yaml
+from tests.service.test_api import SMOKE, _view, make_client, post_yaml
 
 
 @pytest.fixture
@@ -106,3 +106,51 @@ def test_the_openapi_document_describes_the_extension(client: TestClient) -> Non
     refs = op["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
     assert {r["$ref"] for r in refs} == {"#/components/schemas/ExtendBody", "#/components/schemas/SweepSpec"}
     assert {"ExtendBody", "ExtensionRead", "NewTrial"} <= set(doc["components"]["schemas"])
+
+
+def test_to_power_adds_the_seeds_the_undecided_comparison_needs(client: TestClient, fakes: Any) -> None:
+    """Δ ≈ +0.01 with a paired SD ≈ 0.01 on 2 seeds: the estimate asks for about 10 seeds (8 more per row)."""
+    sid = finished_sweep(client, fakes)
+    fakes[1].by_sweep[sid] = [_view("rskd_l", "variant", 0, "FINISHED", 0.905), _view("rskd_l", "variant", 1,
+                              "FINISHED", 0.915), _view("ce", "baseline", 0, "FINISHED", 0.90),
+                              _view("ce", "baseline", 1, "FINISHED", 0.896)]  # fmt: skip
+    (comparison,) = client.get(f"/v1/sweeps/{sid}/report").json()["comparisons"]
+    needed = comparison["seeds_needed"]
+    assert needed is not None and needed > 2
+    r = client.post(f"/v1/sweeps/{sid}/extend?to_power=0.8&dry_run=true", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["new_trials"] == 2 * (needed - 2)
+    assert sorted({t["seed"] for t in r.json()["trials"]}) == list(range(2, needed))
+
+
+def test_to_power_stays_within_the_trial_limit(tmp_path: Path, fakes: Any, database_url: str) -> None:
+    with make_client(tmp_path, fakes, database_url, rskd_max_trials=6) as client:
+        sid = finished_sweep(client, fakes)
+        fakes[1].by_sweep[sid] = [_view("rskd_l", "variant", 0, "FINISHED", 0.905), _view("rskd_l", "variant", 1,
+                                  "FINISHED", 0.915), _view("ce", "baseline", 0, "FINISHED", 0.90),
+                                  _view("ce", "baseline", 1, "FINISHED", 0.896)]  # fmt: skip
+        r = client.post(f"/v1/sweeps/{sid}/extend?to_power=0.8&dry_run=true", json={})
+        assert r.status_code == 200 and r.json()["new_trials"] == 2, r.text  # 3 seeds × 2 rows = the limit
+
+
+def test_the_cli_extends_through_the_api(client: TestClient, fakes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from service import cli
+
+    sid = finished_sweep(client, fakes)
+
+    def call(method: str, path: str, **kw: Any) -> Any:
+        r = client.request(method, path, **kw)
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "_call", call)
+    monkeypatch.setattr(cli, "console", Console(file=out, width=200))
+    cli.extend(sid, seeds="2,3", dry_run=True)
+    assert "4 new trials (dry run)" in out.getvalue() and len(fakes[0].submitted) == 1
+    cli.extend(sid, seeds="2,3")
+    assert f"job {sid}-x1" in out.getvalue() and fakes[0].submitted[-1][0] == f"{sid}-x1"
