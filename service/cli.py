@@ -373,12 +373,18 @@ def extend(
     seeds: Annotated[str | None, typer.Option(help="seeds to add, comma-separated: 3,4")] = None,
     spec: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="YAML/JSON: what to add (seeds, variants, grid, baselines), "
-                     "or a whole spec that contains the sweep's"),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="YAML/JSON: what to add (seeds, variants, grid, baselines), or a whole spec that contains the sweep's",
+        ),
     ] = None,
     to_power: Annotated[
-        float | None, typer.Option(help="also add the seeds the most demanding undecided comparison needs for "
-                                   "this power (e.g. 0.8; an estimate), within the service's trial limit")
+        float | None,
+        typer.Option(
+            help="also add the seeds the most demanding undecided comparison needs for "
+            "this power (e.g. 0.8; an estimate), within the service's trial limit"
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="list the new trials; run nothing")] = False,
     follow: Annotated[bool, typer.Option(help="a live table until the sweep ends, then the report")] = False,
