@@ -21,7 +21,7 @@ from starlette.routing import Match
 from dashboards.pages import STATIC
 from service.db import Database
 from service.deps import Services, require_token
-from service.routes import dashboards, health, sweeps
+from service.routes import dashboards, extend_form, health, sweeps
 from service.settings import Settings
 from service.submitter import RayJobSubmitter, Submitter
 from service.sweeps import Refused
@@ -105,6 +105,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(sweeps.router, prefix="/v1", dependencies=[Depends(require_token)])
     app.include_router(dashboards.router)
+    app.include_router(extend_form.router)
     app.mount("/dashboards/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.get("/", include_in_schema=False)

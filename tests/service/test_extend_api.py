@@ -154,3 +154,25 @@ def test_the_cli_extends_through_the_api(client: TestClient, fakes: Any, monkeyp
     assert "4 new trials (dry run)" in out.getvalue() and len(fakes[0].submitted) == 1
     cli.extend(sid, seeds="2,3")
     assert f"job {sid}-x1" in out.getvalue() and fakes[0].submitted[-1][0] == f"{sid}-x1"
+
+
+def test_the_sweep_page_form_extends_with_the_token(tmp_path: Path, fakes: Any, database_url: str) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with make_client(tmp_path, fakes, database_url, rskd_api_token="s3cret") as c:
+        c.headers["Authorization"] = "Bearer s3cret"
+        sid = finished_sweep(c, fakes)
+        page = c.get(f"/dashboards/sweeps/{sid}").text
+        assert f'action="/dashboards/sweeps/{sid}/extend"' in page
+        del c.headers["Authorization"]
+        anon = c.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=2", headers=form, follow_redirects=False)
+        assert anon.status_code == 303 and anon.headers["location"] == "/dashboards/login"
+        assert len(fakes[0].submitted) == 1
+        c.post("/dashboards/login", content="token=s3cret", headers=form)
+        bad = c.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=x", headers=form)
+        assert bad.status_code == 422 and "whole numbers" in bad.text
+        ok = c.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=2%2C3", headers=form, follow_redirects=False)
+        assert ok.status_code == 303 and ok.headers["location"] == f"/dashboards/sweeps/{sid}"
+        assert fakes[0].submitted[-1][0] == f"{sid}-x1"
+        busy = c.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=4", headers=form)
+        assert busy.status_code == 409 and "wait or cancel" in busy.text
+        assert f'action="/dashboards/sweeps/{sid}/extend"' not in c.get(f"/dashboards/sweeps/{sid}").text
