@@ -18,9 +18,7 @@ class FakeSubmitter:
     specs: dict[str, tuple[str, int]] = field(default_factory=dict)  # job id → (spec JSON, extension)
     fail: bool = False
 
-    def submit(
-        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
-    ) -> None:
+    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0) -> None:
         if self.fail:
             raise ConnectionError("Ray is down")
         if job_id in self.jobs:
