@@ -1,0 +1,86 @@
+"""Racing end to end on digits (CPU): a collapsed variant (lr 1e-4: it stays near chance) is pruned after
+``min_seeds`` paired seeds, its later trial never starts, the sweep still succeeds; the driver is stopped right after
+the decision and resumed, and the decision holds. MLflow and the report show the variant pruned with the bound."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from dashboards.layout import Tag
+from dashboards.report import Report
+from tests.worker.test_sweep_e2e import ROOT, runs_of, sweep, sweep_env
+
+pytestmark = pytest.mark.slow
+
+SPEC = {
+    "name": "digits-race",
+    "base": {
+        "data": {"name": "digits"},
+        "model": {"name": "preact_resnet_tiny", "width": 8},
+        "method": {"name": "ce"},
+        "optim": {"lr": 0.05, "batch_size": 64, "epochs": 2, "schedule": "cosine", "milestones": []},
+        "runtime": {"device": "cpu", "threads": 1},
+    },
+    "variants": {"broken": {"optim.lr": 1.0e-4}},
+    "baselines": ["ce"],
+    "seeds": [0, 1, 2, 3],
+    "resources": {"cpu": 1},
+    "max_concurrent_trials": 2,
+    "racing": {"baseline": "ce", "min_seeds": 3},
+}
+
+
+def test_a_collapsed_variant_is_pruned_and_the_decision_survives_a_resume(tmp_path: Path) -> None:
+    spec = tmp_path / "race.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    env = sweep_env(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.sweep", "run", "--spec", str(spec), "--sweep-id", "race-1"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    decisions = tmp_path / "storage" / "race-1" / "racing.json"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.monotonic() + 240
+    stopped = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if decisions.is_file():  # pruned: stop the driver while the baseline's last seed trains (or is queued)
+            proc.send_signal(signal.SIGTERM)
+            stopped = True
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert stopped, "racing never pruned the broken variant:\n" + out[-4000:]
+    assert "racing pruned broken" in out
+
+    assert proc.returncode == 130, out[-4000:]  # interrupted with the baseline's last seed still to run
+    proc2 = sweep("resume", "--sweep-id", "race-1", env=env)
+    out2 = proc2.stdout + proc2.stderr
+    assert proc2.returncode == 0, out2[-4000:]
+    assert "racing pruned broken" not in out2  # the decision was restored, not made again
+
+    children = {(c.data.tags[Tag.VARIANT], int(c.data.tags[Tag.SEED])): c for c in runs_of(client, "race-1", "trial")}
+    for seed in range(4):
+        assert children[("ce", seed)].info.status == "FINISHED"
+    for seed in range(3):
+        assert children[("broken", seed)].info.status == "FINISHED"
+    never = children[("broken", 3)]
+    assert never.info.status == "KILLED"
+    assert never.data.tags[Tag.PRUNED] == "true" and "n=3 paired seeds" in never.data.tags[Tag.PRUNED_REASON]
+    assert "epoch" not in never.data.metrics  # it never started
+    (parent,) = runs_of(client, "race-1", "sweep")
+    assert parent.info.status == "FINISHED"
+    report = Report.model_validate_json(
+        Path(client.download_artifacts(parent.info.run_id, "report/report.json", str(tmp_path))).read_text()
+    )
+    broken = next(v for v in report.variants if v.variant == "broken")
+    assert broken.pruned and broken.n == 3 and broken.pruned_reason and "upper bound" in broken.pruned_reason
+    md = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))).read_text()
+    assert "broken§" in md and "§ pruned by racing" in md
