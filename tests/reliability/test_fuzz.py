@@ -27,13 +27,20 @@ pytestmark = pytest.mark.slow
 # The crash cache goes to the test's temporary directory, never the checkout. POST /v1/sweeps may refuse a
 # schema-valid spec with 422 for the rules no JSON schema states (RELIABILITY.md: the method's teacher rule,
 # milestones within the epochs, two trials resolving to one config, the service's limits); every other status
-# still fails positive_data_acceptance there, and every other operation keeps the check's defaults.
+# still fails positive_data_acceptance there, and every other operation keeps the check's defaults. POST
+# /v1/sweeps/{id}/extend likewise: 409 while the sweep is active, 422 for an extension that would change what exists
+# (a changed base, a new grid axis) or break the limits — rules about the stored sweep, which no schema can state.
 SCHEMATHESIS_CONFIG = """
 [cache]
 directory = "{cache}"
 
 [[operations]]
 include-path = "/v1/sweeps"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "422", "429", "5XX"]
+
+[[operations]]
+include-path = "/v1/sweeps/{{sweep_id}}/extend"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "422", "429", "5XX"]
 """
