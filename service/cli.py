@@ -158,8 +158,14 @@ def serve_detached(h: Path, port: int, mlflow_port: int, ray_dashboard_port: int
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], stdout=log, stderr=log,
                             start_new_session=True)  # fmt: skip
     (h / "serve.pid").write_text(str(proc.pid))
+
+    def alive() -> None:  # a stack that refused to start (a port taken, …) says why at once, not after 300 s
+        if proc.poll() is not None:
+            tail = (h / "serve.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise StackError(f"the stack exited with code {proc.returncode}: " + " | ".join(tail))
+
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", 300, "the stack")
+        wait_http(f"http://127.0.0.1:{port}/readyz", 300, "the stack", alive)
     except StackError as err:
         console.print(f"[red]{err}[/]; see {h / 'serve.log'}")
         raise typer.Exit(1) from None
@@ -258,6 +264,8 @@ def follow_sweep(sweep_id: str, interval: float = 2.0) -> None:
     console.print()
     report(sweep_id)
     console.print(f"Dashboard: {base_url()}/dashboards/sweeps/{sweep_id}", soft_wrap=True)
+    if d.get("mlflow_url"):
+        console.print(f"MLflow:    {d['mlflow_url']}", soft_wrap=True)
 
 
 def progress_table(d: dict[str, Any], elapsed: float) -> Table:
@@ -353,6 +361,8 @@ def show(sweep_id: str) -> None:
     """Status, trials by state and the best objective so far."""
     d = _call("GET", f"/v1/sweeps/{sweep_id}")
     console.print(progress_table(d, 0.0))
+    if d.get("mlflow_url"):
+        console.print(f"MLflow: {d['mlflow_url']}", soft_wrap=True)
 
 
 @sweeps_app.command("cancel")
