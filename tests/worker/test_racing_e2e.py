@@ -20,22 +20,7 @@ from tests.worker.test_sweep_e2e import ROOT, runs_of, sweep, sweep_env
 
 pytestmark = pytest.mark.slow
 
-SPEC = {
-    "name": "digits-race",
-    "base": {
-        "data": {"name": "digits"},
-        "model": {"name": "preact_resnet_tiny", "width": 8},
-        "method": {"name": "ce"},
-        "optim": {"lr": 0.05, "batch_size": 64, "epochs": 2, "schedule": "cosine", "milestones": []},
-        "runtime": {"device": "cpu", "threads": 1},
-    },
-    "variants": {"broken": {"optim.lr": 1.0e-4}},
-    "baselines": ["ce"],
-    "seeds": [0, 1, 2, 3],
-    "resources": {"cpu": 1},
-    "max_concurrent_trials": 2,
-    "racing": {"baseline": "ce", "min_seeds": 3},
-}
+SPEC = yaml.safe_load((ROOT / "examples" / "sweeps" / "digits_racing.yaml").read_text())
 
 
 def test_a_collapsed_variant_is_pruned_and_the_decision_survives_a_resume(tmp_path: Path) -> None:

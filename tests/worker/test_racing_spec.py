@@ -58,3 +58,10 @@ def test_bad_racing_blocks_are_named(racing: dict[str, Any], message: str) -> No
 def test_racing_needs_a_baseline() -> None:
     with pytest.raises(ValueError, match="at least one baseline"):
         spec(baselines=[], racing={"baseline": "each"})
+
+
+def test_the_racing_example_is_valid() -> None:
+    from pathlib import Path
+
+    s = parse_spec((Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "digits_racing.yaml").read_text())
+    assert s.racing is not None and s.racing_baselines() == ["ce"] and len(expand(s)) == 8
