@@ -56,6 +56,9 @@ class SweepDetail(SweepRead):
     best_objective: float | None = None
     objective: dict[str, str]
     spec: dict[str, Any]
+    mlflow_url: str | None = Field(
+        None, description="the sweep's runs in the MLflow UI (model-training mode); null before a trial exists"
+    )
 
 
 class TrialRead(BaseModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
+from dashboards.layout import experiment_url
 from service import sweeps
 from service.deps import ServicesDep, SweepDep, run_in_db
 from service.extend import ExtensionRead, extend
@@ -105,8 +106,14 @@ async def get_sweep(row: SweepDep, services: ServicesDep) -> SweepDetail:
     objective = spec.get("objective") or {"metric": "test/top1", "mode": "max"}
     trials = await _trials(services, row)
     by_state, best = progress(trials, row)
+    ui, experiment = services.settings.ui_links()["mlflow"], next((t.experiment_id for t in trials), None)
     return SweepDetail(
-        **_read(row).model_dump(), trials_by_state=by_state, best_objective=best, objective=objective, spec=spec
+        **_read(row).model_dump(),
+        trials_by_state=by_state,
+        best_objective=best,
+        objective=objective,
+        spec=spec,
+        mlflow_url=experiment_url(ui, experiment) if ui and experiment else None,
     )
 
 
