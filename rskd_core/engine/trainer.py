@@ -100,40 +100,16 @@ class Trainer:
             seed=cfg.seed,
             data_root=self.data_root,
         )
-        info = self.data.info
-        self.num_classes = info.num_classes
-        self.model: TapModel = create_model(cfg.model, info.num_classes, info.channels).to(self.device)
-        self.method: Method = create_method(cfg.method, self.model).to(self.device)
-        if self.rt.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-            self.method.to(memory_format=torch.channels_last)
-        self.teacher.setup(
-            self.model,
-            TeacherContext(
-                num_train=info.train_size,
-                num_classes=info.num_classes,
-                device=self.device,
-                train_labels=info.train_labels.to(self.device),
-                taps=self.method.teacher_taps,
-            ),
-        )
+        self.num_classes = self.data.info.num_classes
+        self._build_networks()
         self.diagnostics = Diagnostics(cfg.runtime.diagnostics_every)
         extra = {f.name for f in self.model.feature_info} if self.diagnostics.every else set()
         self.student_taps = tuple(sorted(set(self.method.student_taps) | set(self.teacher.student_taps()) | extra))
         self.model.check_taps(self.student_taps)
-        params = [p for p in [*self.model.parameters(), *self.method.parameters()] if p.requires_grad]
-        o = cfg.optim
-        self.params = params
-        self.optimizer = torch.optim.SGD(
-            params,
-            lr=o.lr,
-            momentum=o.momentum,
-            nesterov=o.nesterov and o.momentum > 0,
-            weight_decay=o.weight_decay,
-            **sgd_options(self.rt.sgd_impl),
-        )
+        self.params = [p for p in [*self.model.parameters(), *self.method.parameters()] if p.requires_grad]
+        self.optimizer = self._build_optimizer()
         self.steps_per_epoch = len(self.data.train)
-        self.schedule = LRSchedule(o, self.steps_per_epoch)
+        self.schedule = LRSchedule(cfg.optim, self.steps_per_epoch)
         # static shapes: an epoch has at most two batch sizes, each compiled once (dynamic kernels are slower)
         self.forward = (
             torch.compile(self.model.forward_taps, dynamic=False) if self.rt.compile else self.model.forward_taps
@@ -147,6 +123,36 @@ class Trainer:
         self.best_top1 = -1.0
         self.best_epoch = 0
         self._stop = False
+
+    def _build_networks(self) -> None:
+        """The student, the method's heads and the teacher rule, on the device in the runtime's memory format."""
+        info = self.data.info
+        self.model: TapModel = create_model(self.cfg.model, info.num_classes, info.channels).to(self.device)
+        self.method: Method = create_method(self.cfg.method, self.model).to(self.device)
+        if self.rt.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.method.to(memory_format=torch.channels_last)
+        self.teacher.setup(
+            self.model,
+            TeacherContext(
+                num_train=info.train_size,
+                num_classes=info.num_classes,
+                device=self.device,
+                train_labels=info.train_labels.to(self.device),
+                taps=self.method.teacher_taps,
+            ),
+        )
+
+    def _build_optimizer(self) -> torch.optim.SGD:
+        o = self.cfg.optim
+        return torch.optim.SGD(
+            self.params,
+            lr=o.lr,
+            momentum=o.momentum,
+            nesterov=o.nesterov and o.momentum > 0,
+            weight_decay=o.weight_decay,
+            **sgd_options(self.rt.sgd_impl),
+        )
 
     # ------------------------------------------------------------------ public API
 

@@ -92,7 +92,7 @@ class RSKD(Method):
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
     ) -> dict[str, torch.Tensor]:
-        cfg, w = self.cfg, self.cfg.weights
+        w = self.cfg.weights
         z, y = out.logits, batch.y
         terms: dict[str, torch.Tensor] = {}
         if w.ce > 0:
@@ -101,16 +101,29 @@ class RSKD(Method):
         z_g = self.base_logits(out) if r is not None else z
         if r is not None and w.res_ce > 0:
             terms["res_ce"] = w.res_ce * F.cross_entropy(z_g + r, y)
-
-        ramp = linear_ramp(progress, cfg.warmup_epochs)
         rows = TeacherRows.of(teacher)
-        has_signal = teacher is not None and teacher.logits is not None and not rows.empty
-        zero = z.new_zeros(())
-        pick = rows.pick
+        active = teacher is not None and teacher.logits is not None and not rows.empty
+        ramp = linear_ramp(progress, self.cfg.warmup_epochs) if active else 0.0
+        terms.update(self._output_terms(out, z_g, r, teacher, rows, ramp))
+        terms.update(self._layer_terms(out, teacher, rows, ramp))
+        return terms
 
+    def _output_terms(
+        self,
+        out: ModelOutput,
+        z_g: torch.Tensor,
+        r: torch.Tensor | None,
+        teacher: TeacherSignal | None,
+        rows: TeacherRows,
+        ramp: float,
+    ) -> dict[str, torch.Tensor]:
+        """L_out (RSKD-L) and the optional plain KD term; zero while there is no teacher signal or ramp."""
+        cfg, w, z, pick = self.cfg, self.cfg.weights, out.logits, rows.pick
+        zero = z.new_zeros(())
+        terms: dict[str, torch.Tensor] = {}
         if r is not None:
             terms["res_out"] = zero
-            if has_signal and w.out > 0 and ramp > 0:
+            if ramp > 0 and w.out > 0:
                 assert teacher is not None and teacher.logits is not None
                 # z_g carries the gradient path that gap_grad chose; the loss must not detach it again
                 loss = residual_logit_loss(
@@ -125,19 +138,27 @@ class RSKD(Method):
                 terms["res_out"] = ramp * w.out * loss
         if w.kd > 0:
             terms["kd"] = zero
-            if has_signal and ramp > 0:
+            if ramp > 0:
                 assert teacher is not None and teacher.logits is not None
                 kd = kd_kl(pick(z), pick(teacher.logits).detach(), cfg.temperature, rows.mask)
                 terms["kd"] = ramp * w.kd * kd
+        return terms
+
+    def _layer_terms(
+        self, out: ModelOutput, teacher: TeacherSignal | None, rows: TeacherRows, ramp: float
+    ) -> dict[str, torch.Tensor]:
+        """Lₗ (RSKD-ML) for every selected stage; zero while there is no teacher signal or ramp."""
+        w, pick = self.cfg.weights, rows.pick
+        terms: dict[str, torch.Tensor] = {}
         for layer in self.stages:
             key = f"res_{layer}"
-            terms[key] = zero
-            if has_signal and w.layers > 0 and ramp > 0:
+            terms[key] = out.logits.new_zeros(())
+            if ramp > 0 and w.layers > 0:
                 assert teacher is not None
                 j = self.targets[layer]
                 adapted = self.adapters[layer](pick(out.taps[layer]))
                 loss = residual_feature_loss(
-                    adapted, pick(out.taps[j]), pick(teacher.features[j]), cfg.feat_norm, rows.mask
+                    adapted, pick(out.taps[j]), pick(teacher.features[j]), self.cfg.feat_norm, rows.mask
                 )
                 terms[key] = ramp * w.layers * loss
         return terms
