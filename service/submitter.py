@@ -82,9 +82,7 @@ class RayJobSubmitter:
             self._client = JobSubmissionClient(self.address)
         return self._client
 
-    def submit(
-        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
-    ) -> None:
+    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0) -> None:
         # read by the job supervisor: SIGINT is Tune's clean stop, and the driver gets time to mark runs KILLED
         env = {**self.env, "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(self.stop_timeout_s)}
         deadline = time.monotonic() + self.agent_wait_s
