@@ -14,6 +14,7 @@ over many replays).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for _ in range(args.replays):
         gaps, final = truth(spec, rng)
         table = {t.trial_id: curve(final[(t.variant, t.seed)], args.epochs) for t in trials}
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # Tune's tables
             out = replay(spec, trials, table, Path(tmp))
         worse = [v for v, g in gaps.items() if g < 0]
         same = [v for v in spec.variants if gaps[v] == 0.0]

@@ -275,7 +275,7 @@ def racing_algorithms(
 
 
 def mark_pruned(client: Any, trials: list[Trial], run_ids: dict[str, str], pruned: dict[str, str]) -> list[str]:
-    """Every run of a pruned variant that did not finish: KILLED, tagged ``rskd.pruned`` and ``rskd.pruned_reason``
+    """Every run of a pruned variant that did not finish: KILLED, tagged ``Tag.PRUNED`` and ``Tag.PRUNED_REASON``
     (those that never started, and those stopped at an epoch's end; their checkpoints stay in Tune's storage).
     ``client``: an ``MlflowClient``; returns the run ids marked."""
     marked = []
