@@ -176,3 +176,13 @@ def test_the_sweep_page_form_extends_with_the_token(tmp_path: Path, fakes: Any, 
         busy = c.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=4", headers=form)
         assert busy.status_code == 409 and "wait or cancel" in busy.text
         assert f'action="/dashboards/sweeps/{sid}/extend"' not in c.get(f"/dashboards/sweeps/{sid}").text
+
+
+def test_the_job_entrypoint_names_the_extension() -> None:
+    import shlex
+
+    from service.submitter import entrypoint
+
+    cmd = shlex.split(entrypoint("sw-1", '{"name": "x"}', True, 2))
+    assert cmd[:3] == ["python", "-m", "worker.sweep"] and cmd[3] == "resume" and cmd[-2:] == ["--extension", "2"]
+    assert "--extension" not in entrypoint("sw-1", "{}", False)
