@@ -55,7 +55,7 @@ def parent_note(
     plots_link = run_url("", experiment_id, run_id, "report/plots")
     o = report.objective
     baseline = report.chosen_baseline(None)
-    state = "running — refreshed every 30 s" if running else "finished"
+    state = "running — refreshed every 30 s" if running else "ended"
     head = (
         f"### {md_escape(name)} · sweep {md_escape(report.sweep_id)} ({state})\n\n"
         f"**Objective:** final {md_escape(o.metric)} ({o.mode}) · **baseline:** {md_escape(baseline or 'none')} · "

@@ -70,6 +70,9 @@ class LocalStack:
         base = {**os.environ, "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
         env = dict(base)
         env.setdefault("RSKD_HOME", str(self.opts.home.resolve()))
+        # the sweeps' MLflow parent runs link our dashboard page (a browser cannot open 0.0.0.0)
+        host = "127.0.0.1" if self.opts.host in ("0.0.0.0", "::") else self.opts.host
+        env.setdefault("RSKD_DASHBOARD_URL", f"http://{host}:{self.opts.port}")
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             url = f"http://127.0.0.1:{self.opts.mlflow_port}"
             _refuse_busy(url, "MLflow", "--mlflow-port")

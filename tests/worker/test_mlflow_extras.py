@@ -3,6 +3,7 @@ LoggedModel linked to the run, its final metrics and the test set, loadable back
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,24 @@ def test_a_trial_logs_datasets_a_linked_model_and_system_metrics(tmp_path: Path)
     x = torch.randn(3, 1, 8, 8)
     trainer.model.eval()
     assert torch.allclose(loaded(x), trainer.model(x), atol=1e-6)
+
+
+def test_the_live_note_follows_a_running_sweep(tmp_path: Path) -> None:
+    from dashboards.layout import Tag, TrialIdentity, sweep_tags
+    from worker.mlflow_extras import LiveNote
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("live", artifact_location=(tmp_path / "a").as_uri())
+    parent = client.create_run(exp, tags=sweep_tags("sw-live", "test")).info.run_id
+    for seed, (variant, role) in enumerate([("rskd_l", "variant"), ("ce", "baseline")] * 2):
+        ident = TrialIdentity(f"t{seed}", variant, role, variant, seed // 2, "h", "ema")
+        rid = client.create_run(exp, tags=ident.tags("sw-live", parent, "test")).info.run_id
+        client.log_metric(rid, "final/test_top1", 0.9 if role == "variant" else 0.8)
+        client.set_terminated(rid, "FINISHED")
+    live = LiveNote(client, "sw-live", parent, "live", {"metric": "test/top1", "mode": "max"}, every_s=0.1)
+    with live:
+        deadline = time.monotonic() + 20
+        while Tag.NOTE not in client.get_run(parent).data.tags and time.monotonic() < deadline:
+            time.sleep(0.2)
+    note = client.get_run(parent).data.tags[Tag.NOTE]
+    assert "(running — refreshed every 30 s)" in note and "Δ Top-1 vs ce" in note and "rskd\\_l" in note
