@@ -25,6 +25,7 @@ from tests.worker.test_sweep_e2e import SMOKE, mlflow_server, runs_of, sweep, sw
 
 pytestmark = pytest.mark.slow
 EXPANDER = 'button[data-component-id*="runnamecellrenderer"]'  # the "+" before a parent run's name
+SHOW_MORE = "[...document.querySelectorAll('button, a, span')].find(e => e.innerText === 'Show more')?.click()"
 RUN_LINKS = "[...document.querySelectorAll('[role=row] a[href*=\"/runs/\"]')].map(a => a.innerText)"  # in order
 
 
@@ -89,4 +90,6 @@ def test_a_finished_sweep_reads_well_in_the_mlflow_ui(tmp_path: Path, mlflow_ser
         browser.wait_for("document.body.innerText.includes('Δ Top-1 vs ce')", 60)
         text = browser.text()
         assert "rskd_l" in text and "Objective:" in text and "Description" in text
+        browser.evaluate(SHOW_MORE)  # the description opens folded: unfold it for the screenshot
+        browser.wait_for("document.body.innerText.includes('Mean ± std over seeds')", 10)
         browser.screenshot(shots / "mlflow_parent_run.png")
