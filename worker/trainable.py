@@ -20,8 +20,8 @@ from typing import Any
 
 from dashboards.layout import trial_model_name
 from rskd_core.config import RunConfig
-from rskd_core.engine import Callback, FailAfterEpoch, Trainer
-from worker.mlflow_extras import SystemMetricsLogger, log_final_model, log_trial_datasets
+from rskd_core.engine import Callback, FailAfterEpoch, FitResult, Trainer
+from worker.mlflow_extras import DatasetRef, SystemMetricsLogger, log_final_model, log_trial_datasets
 from worker.spec import Trial
 from worker.tracking import MlflowEpochLogger, TrialRun, mlflow_retry
 
@@ -145,21 +145,34 @@ def train_trial(config: dict[str, Any], ctx: SweepContext) -> None:
             run.stopped(err)
             raise
         logger.flush()
-        trainer.save_weights(workdir / "final.pt")
-        (workdir / "config.json").write_text(cfg.model_dump_json(indent=2))
-        experiment_id = run.client.get_run(run.run_id).info.experiment_id
-        model_id = mlflow_retry(
-            log_final_model,
-            run.client,
-            experiment_id,
-            run.run_id,
-            trial_model_name(trial.variant, trial.seed),
-            workdir / "final.pt",
-            workdir / "config.json",
-            result.epochs_done,
-            patience_s=ctx.patience_s,
-            what="the final model",
-        )
-        test_set = datasets[-1]  # the final metrics are measured on the test set
-        link = {"model_id": model_id, "dataset_name": test_set.name, "dataset_digest": test_set.digest}
-        run.finish(result, [workdir / "best.pt", workdir / "final.pt"], workdir / "config.json", link=link)
+        finish_trial(ctx, run, trial, trainer, result, datasets, workdir)
+
+
+def finish_trial(
+    ctx: SweepContext,
+    run: TrialRun,
+    trial: Trial,
+    trainer: Trainer,
+    result: FitResult,
+    datasets: list[DatasetRef],
+    workdir: Path,
+) -> None:
+    """Final weights and config to the workdir, the LoggedModel linked to the test set, the run ended FINISHED."""
+    trainer.save_weights(workdir / "final.pt")
+    (workdir / "config.json").write_text(trainer.cfg.model_dump_json(indent=2))
+    experiment_id = run.client.get_run(run.run_id).info.experiment_id
+    model_id = mlflow_retry(
+        log_final_model,
+        run.client,
+        experiment_id,
+        run.run_id,
+        trial_model_name(trial.variant, trial.seed),
+        workdir / "final.pt",
+        workdir / "config.json",
+        result.epochs_done,
+        patience_s=ctx.patience_s,
+        what="the final model",
+    )
+    test_set = datasets[-1]  # the final metrics are measured on the test set
+    link = {"model_id": model_id, "dataset_name": test_set.name, "dataset_digest": test_set.digest}
+    run.finish(result, [workdir / "best.pt", workdir / "final.pt"], workdir / "config.json", link=link)
