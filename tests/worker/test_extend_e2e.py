@@ -53,7 +53,9 @@ def stop_when_a_new_trial_runs(proc: subprocess.Popen[str], client: MlflowClient
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
         running = [c for c in runs_of(client, "ext-1", "trial") if c.info.run_id not in old]
-        if any(c.info.status == "RUNNING" for c in running):
+        # a trial process has started (it logs its data sets first): the driver is inside Tune, past ray.init —
+        # a child run is also RUNNING for a moment while the driver creates it, before its own SIGTERM handler
+        if any(c.info.status == "RUNNING" and c.inputs.dataset_inputs for c in running):
             proc.send_signal(signal.SIGTERM)
             return True
     return False
