@@ -260,6 +260,8 @@ def follow_sweep(sweep_id: str, interval: float = 2.0) -> None:
             if d["status"] in TERMINAL:
                 break
             time.sleep(interval)
+    if not console.is_terminal:  # piped, Live leaves its last table without a line break
+        console.line()
     console.print(f"sweep {sweep_id} {d['status']}" + (f": {d['message']}" if d.get("message") else ""))
     console.print()
     report(sweep_id)
