@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rskd_core.config_io import ConfigError, format_validation_error, parse_text
-from worker.spec import NAME_PATTERN, Baseline, SpecError, SweepSpec, Trial, expand
+from rskd_core.config_io import format_validation_error
+from worker.spec import NAME_PATTERN, Baseline, SpecError, SweepSpec, Trial, expand, validate_text
 from worker.spec import _baseline_or_name as baseline_or_name
 
 FIXED = ("name", "base", "objective", "resources")  # a trial's config or the comparison depends on these
@@ -145,15 +145,8 @@ def new_trials(union: SweepSpec, existing: set[str], max_trials: int) -> list[Tr
 def parse_extension(text: str, fmt: str = "json") -> ExtendBody | SweepSpec:
     """The body as an additive :class:`ExtendBody` or a whole :class:`SweepSpec` (``SpecError`` when invalid). JSON is
     validated strictly, as its schema reads; YAML in pydantic's lax mode (as ``worker.spec.parse_spec``)."""
-    try:
-        data = parse_text(text, fmt=fmt)
-        model: type[ExtendBody] | type[SweepSpec] = SweepSpec if is_whole_spec(data) else ExtendBody
-        if fmt == "json":
-            return model.model_validate_json(text, strict=True)
-        return model.model_validate(data)
-    except ConfigError as err:
-        raise SpecError("invalid extension", [str(err)]) from None
-    except ValidationError as err:
-        raise SpecError("invalid extension", format_validation_error(err).splitlines()) from None
-    except ValueError as err:
-        raise SpecError("invalid extension", [str(err)]) from None
+
+    def model_for(data: Any) -> type[ExtendBody | SweepSpec]:
+        return SweepSpec if is_whole_spec(data) else ExtendBody
+
+    return validate_text(text, fmt, model_for, "invalid extension")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,6 +27,7 @@ from rskd_core.config_io import (
 
 DEFAULT_MAX_TRIALS = 500
 DEFAULT_MAX_EPOCHS = 1000
+M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -289,21 +291,28 @@ def data_path_problems(trials: list[Trial], data_root: str | None) -> list[str]:
 
 
 def parse_spec(text: str, fmt: str = "yaml") -> SweepSpec:
-    """Parse and validate a YAML/JSON spec; field errors become a :class:`SpecError` with dotted paths.
+    """Parse and validate a YAML/JSON spec; field errors become a :class:`SpecError` with dotted paths."""
+    return validate_text(text, fmt, lambda data: SweepSpec, "invalid sweep spec")
+
+
+def validate_text(text: str, fmt: str, model_for: Callable[[Any], type[M]], what: str) -> M:
+    """Parse ``text`` and validate it as the model that ``model_for(parsed data)`` chooses; every problem becomes a
+    :class:`SpecError` headed ``what``.
 
     JSON is validated strictly, as its schema reads (``false`` is no integer, ``"2"`` no number); YAML's values are
     typed by the YAML parser, so YAML is validated in pydantic's lax mode."""
     try:
         data = parse_text(text, fmt=fmt)  # its errors name the format ("not valid JSON: …")
+        model = model_for(data)
         if fmt == "json":
-            return SweepSpec.model_validate_json(text, strict=True)
-        return SweepSpec.model_validate(data)
+            return model.model_validate_json(text, strict=True)
+        return model.model_validate(data)
     except ConfigError as err:
-        raise SpecError("invalid sweep spec", [str(err)]) from None
+        raise SpecError(what, [str(err)]) from None
     except ValidationError as err:
-        raise SpecError("invalid sweep spec", format_validation_error(err).splitlines()) from None
+        raise SpecError(what, format_validation_error(err).splitlines()) from None
     except ValueError as err:  # YAML syntax errors and the like
-        raise SpecError("invalid sweep spec", [str(err)]) from None
+        raise SpecError(what, [str(err)]) from None
 
 
 def epoch_limit_problems(trials: list[Trial], max_epochs: int) -> list[str]:
