@@ -4,23 +4,33 @@
 ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# PIP_BREAK_SYSTEM_PACKAGES: a Debian/Ubuntu system Python refuses pip installs ("externally managed") without it;
+# a conda Python (the PyTorch images) or a venv ignores it.
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1
+# the base needs a Python with pip; `python` must name it (sweeps run as `python -m worker.sweep`, and Debian's python3
+# comes without a `python` unless python-is-python3 is installed)
+RUN set -e; command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python; \
+    python -m pip --version >/dev/null 2>&1 \
+    || { echo "BASE_IMAGE: its python has no pip (Debian: apt-get install python3-pip, or a venv on PATH)" >&2; exit 1; }
 RUN useradd --create-home --uid 1000 rskd && mkdir -p /app /rskd/storage /rskd/home /mlflow/artifacts /data \
     && chown -R rskd:rskd /app /rskd /mlflow
 WORKDIR /app
 
-# dependencies only: empty packages let pip resolve and install everything pyproject.toml asks for
-COPY pyproject.toml README.md ./
+# dependencies only: empty packages (and an empty README, which pyproject names) let pip resolve and install
+# everything pyproject.toml asks for, so this layer is rebuilt only when pyproject.toml changes
+COPY pyproject.toml ./
 RUN mkdir -p rskd_core worker service dashboards \
-    && touch rskd_core/__init__.py worker/__init__.py service/__init__.py dashboards/__init__.py \
-    && pip install '.[worker,service]' && pip uninstall -y rskd-sweeps && rm -rf rskd_core worker service dashboards
+    && touch README.md rskd_core/__init__.py worker/__init__.py service/__init__.py dashboards/__init__.py \
+    && python -m pip install '.[worker,service]' && python -m pip uninstall -y rskd-sweeps \
+    && rm -rf README.md rskd_core worker service dashboards
 
 # the sources
+COPY README.md ./
 COPY rskd_core ./rskd_core
 COPY worker ./worker
 COPY service ./service
 COPY dashboards ./dashboards
-RUN pip install --no-deps . && chown -R rskd:rskd /app
+RUN python -m pip install --no-deps . && chown -R rskd:rskd /app
 
 USER rskd
 ENV HOME=/home/rskd

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck demo stop bench clean
+.PHONY: install test compose-test lint typecheck demo stop bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# the image built from the Dockerfile and the compose stack run in real containers (rootful Podman from Debian behind
+# its Docker API, driven by the real Compose binary), the smoke sweep through the API; see tests/containers/
+compose-test: install
+	bash tests/containers/install.sh
+	$(BIN)/pytest -m containers tests/containers $(PYTEST_ARGS)
+	@cat .test-artifacts/compose-test.json
 
 # the embedded stack (Ray head, MLflow on SQLite, the API) in the background, the digits ablation submitted over REST
 # and followed to the end, the comparison table printed; the stack stays up for browsing until `make stop`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def test_the_api_waits_for_every_service_it_calls(config: dict[str, Any]) -> Non
 
 
 def test_every_api_environment_name_is_a_setting(config: dict[str, Any]) -> None:
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in Settings.model_fields} | {"PGPASSWORD"}  # libpq's own
     names = set(config["services"]["api"]["environment"])
     assert names <= fields, f"not in service/settings.py: {sorted(names - fields)}"
     assert {"RSKD_API_TOKEN", "RSKD_DATABASE_URL", "RAY_ADDRESS", "MLFLOW_TRACKING_URI"} <= names
@@ -101,3 +102,36 @@ def test_only_the_api_may_be_published_beyond_localhost(config: dict[str, Any]) 
             if name != "api":
                 assert port["host_ip"] == "127.0.0.1", (name, port)
     assert config["services"]["postgres"].get("ports") is None  # the database is internal only
+
+
+def test_one_build_serves_the_four_app_services(config: dict[str, Any]) -> None:
+    services = config["services"]
+    app = {k for k, v in services.items() if v["image"] == services["mlflow"]["image"]}
+    assert app == set(services) - {"postgres"}
+    assert [k for k, v in services.items() if "build" in v] == ["mlflow"]  # `compose build` builds it once
+    # every other app service starts after mlflow (the workers through ray-head), so its image is built by then
+    assert "mlflow" in services["ray-head"]["depends_on"] and "mlflow" in services["api"]["depends_on"]
+
+
+def test_the_database_password_never_goes_into_a_url(config: dict[str, Any], tmp_path: Path, dc: Path) -> None:
+    services = config["services"]
+    password = "p@ss:w/rd%#?&x"
+    env = tmp_path / "odd.env"
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    env.write_text("\n".join(f"POSTGRES_PASSWORD='{password}'" if x.startswith("POSTGRES_PASSWORD=") else x
+                             for x in lines))  # fmt: skip
+    odd = config_json(dc, env_file=env)["services"]
+    for name in ("mlflow", "api"):
+        assert odd[name]["environment"]["PGPASSWORD"] == password, name
+        text = json.dumps([odd[name].get("command"), odd[name]["environment"]])
+        assert text.count(json.dumps(password)[1:-1]) == 1, f"{name}: the password appears besides PGPASSWORD"
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == "rskd"
+
+
+def test_healthchecks_with_spaces_in_an_argument_use_the_shell_form(config: dict[str, Any]) -> None:
+    """Podman 4.x's Docker API splits an exec-form argument that holds spaces: CMD-SHELL is portable."""
+    for name, svc in config["services"].items():
+        test = svc["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), name
+        if test[0] == "CMD":
+            assert not any(" " in a for a in test[1:]), (name, test)

@@ -85,11 +85,11 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
     ports = {"mlflow": free_port(), "gcs": free_port(), "dash": free_port(), "api": free_port()}
     for folder in ("artifacts", "storage", "home", "data"):
         (tmp_path / folder).mkdir()
-    server = f"{pg.username}:{pg.password}@{pg.hostname}:{pg.port}"
+    server = f"{pg.username}@{pg.hostname}:{pg.port}"  # the password travels in PGPASSWORD, as in the containers
     rewrite = Rewrite(
         [
-            (f"rskd:{pg.password}@postgres:5432/mlflow", f"{server}/{dbs['mlflow']}"),
-            (f"rskd:{pg.password}@postgres:5432/rskd", f"{server}/{dbs['rskd']}"),
+            ("rskd@postgres:5432/mlflow", f"{server}/{dbs['mlflow']}"),
+            ("rskd@postgres:5432/rskd", f"{server}/{dbs['rskd']}"),
             ("http://mlflow:5000", f"http://127.0.0.1:{ports['mlflow']}"),
             ("http://ray-head:8265", f"http://127.0.0.1:{ports['dash']}"),
             ("ray-head:6379", f"127.0.0.1:{ports['gcs']}"),
@@ -117,8 +117,9 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
 
     def healthy(name: str) -> bool:
         test = [rewrite(a) for a in services[name]["healthcheck"]["test"]]
-        assert test[0] == "CMD", test
-        return subprocess.run(_exe(test[1:]), env=env_of(name), capture_output=True, timeout=60).returncode == 0
+        assert test[0] in ("CMD", "CMD-SHELL"), test
+        cmd = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else _exe(test[1:])  # PATH: the venv's python first
+        return subprocess.run(cmd, env=env_of(name), capture_output=True, timeout=60).returncode == 0
 
     procs: list[subprocess.Popen[bytes]] = []
 
