@@ -34,6 +34,8 @@ class Tag:
     KNOBS: Final = "rskd.knobs"  # JSON: the trial's swept dotted paths → values
     # how a trial went
     RESUMED_FROM_EPOCH: Final = "rskd.resumed_from_epoch"
+    DEVICE: Final = "rskd.device"  # cpu, cuda:0, …
+    DEVICE_NAME: Final = "rskd.device_name"  # the GPU's name (torch.cuda.get_device_name), or the CPU's
     STOPPED_EARLY: Final = "rskd.stopped_early"  # "true" when ASHA stopped it
     PRUNED: Final = "rskd.pruned"  # "true" when racing stopped its variant before this run finished (KILLED)
     PRUNED_REASON: Final = "rskd.pruned_reason"  # the racing test's bound and n at the stop

@@ -242,6 +242,9 @@ class MlflowEpochLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.client.update_run(self.run_id, status=RunState.RUNNING)
+        info = trainer.run_info()  # per-epoch peak memory and the memory share: the system/* metrics
+        self.client.set_tag(self.run_id, Tag.DEVICE, info["device"])
+        self.client.set_tag(self.run_id, Tag.DEVICE_NAME, info["device_name"] or "unknown")
         if trainer.epoch:
             self.client.set_tag(self.run_id, Tag.RESUMED_FROM_EPOCH, str(trainer.epoch))
         self.done = logged_epochs(self.client, self.run_id)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from dashboards.layout import Tag
 from rskd_core.config import DataConfig, RunConfig
 from rskd_core.engine import Trainer
 from rskd_core.weights import load_tap_model
@@ -80,6 +81,9 @@ def test_a_trial_logs_datasets_a_linked_model_and_system_metrics(tmp_path: Path)
     assert {(d.dataset.name, d.dataset.digest) for d in inputs} == {(r.name, r.digest) for r in refs}
     assert {t.value for d in inputs for t in d.tags} == {"training", "testing"}
     assert any(k.startswith("system/cpu") for k in got.data.metrics), sorted(got.data.metrics)
+    assert got.data.tags[Tag.DEVICE] == "cpu" and got.data.tags[Tag.DEVICE_NAME] == (
+        trainer.run_info()["device_name"] or "unknown"
+    )
     assert [o.model_id for o in got.outputs.model_outputs] == [model_id]
     model = client.get_logged_model(model_id)
     assert model.source_run_id == rid and str(model.status).endswith("READY")
@@ -94,7 +98,7 @@ def test_a_trial_logs_datasets_a_linked_model_and_system_metrics(tmp_path: Path)
 
 
 def test_the_live_note_follows_a_running_sweep(tmp_path: Path) -> None:
-    from dashboards.layout import Tag, TrialIdentity, sweep_tags
+    from dashboards.layout import TrialIdentity, sweep_tags
     from worker.mlflow_extras import LiveNote
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
