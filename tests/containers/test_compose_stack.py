@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from dashboards.layout import KIND_SWEEP, sweep_filter
 from tests.compose.tool import ROOT, compose_cmd
 from tests.containers import images
 from tests.containers.podman import Podman, default_home
@@ -165,6 +166,14 @@ def check_the_stack(stack: Stack, ports: dict[str, int], token: str, timings: di
     exposed = [name for name, p in ports.items() if port_open(p, ip)]
     assert not exposed, f"{exposed} answer on {ip}"
 
+    head = stack.container("ray-head")
+
+    def two_nodes() -> bool:  # the CPU worker joined the head by its service name
+        out = podman.run("exec", head, "ray", "status", "--address", "127.0.0.1:6379", check=False).stdout
+        return out.split("Active:")[1].split("Pending:")[0].count("node_") == 2 if "Active:" in out else False
+
+    wait_for(two_nodes, 120, "the Ray worker container to join the head", interval=2.0)
+
     url = f"http://127.0.0.1:{ports['api']}"
     auth = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{url}/v1/sweeps", timeout=30).status_code == 401
@@ -193,8 +202,12 @@ def check_the_stack(stack: Stack, ports: dict[str, int], token: str, timings: di
     client = MlflowClient(f"http://127.0.0.1:{ports['mlflow']}")
     exp = client.get_experiment_by_name(spec["name"])
     assert exp is not None
-    runs = client.search_runs([exp.experiment_id], f"tags.`rskd.sweep_id` = '{sid}'")
+    runs = client.search_runs([exp.experiment_id], sweep_filter(sid))
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 5  # the parent and its four trials
+    # the report's files, written by the non-root mlflow server into its artifacts volume
+    (parent,) = client.search_runs([exp.experiment_id], sweep_filter(sid, KIND_SWEEP))
+    stored = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert any(p.startswith("report") for p in stored), stored
 
     t0 = time.monotonic()
     restarted = stack.compose("restart", "api", timeout=300)
