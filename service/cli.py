@@ -398,33 +398,50 @@ def extend(
             "this power (e.g. 0.8; an estimate), within the service's trial limit"
         ),
     ] = None,
+    reopen: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="VARIANT",
+            help="a variant racing pruned that gets its new trials after all (repeat for more; by default a pruned "
+            "variant gets none)",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="list the new trials; run nothing")] = False,
     follow: Annotated[bool, typer.Option(help="a live table until the sweep ends, then the report")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="repeating with the same key extends once")] = None,
 ) -> None:
-    """Grow a finished sweep: only the new trials run, under the same MLflow parent run."""
-    body = _extension_body(seeds, spec)
+    """Grow a finished sweep: only the new trials run, under the same MLflow parent run; a variant racing pruned
+    gets none unless --reopen names it."""
+    body = _extension_body(seeds, spec, reopen or [])
     ctype = "application/json" if spec is None or spec.suffix == ".json" else "application/yaml"
     headers = {"content-type": ctype, **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
     params = {k: v for k, v in {"dry_run": "true" if dry_run else None, "to_power": to_power}.items() if v}
     out = _call("POST", f"/v1/sweeps/{sweep_id}/extend", content=body, headers=headers, params=params)
+    _show_extension(sweep_id, out)
+    if follow and out["job_id"]:
+        follow_sweep(sweep_id)
+
+
+def _show_extension(sweep_id: str, out: dict[str, Any]) -> None:
+    """The new trials as a table, those left out because their variant is pruned, and the job."""
     t = Table(title=f"{sweep_id}: {out['new_trials']} new trials" + (" (dry run)" if out["dry_run"] else ""))
     for col in ("trial", "variant", "role", "seed"):
         t.add_column(col)
     for trial in out["trials"]:
         t.add_row(trial["trial_id"], escape(trial["variant"]), trial["role"], str(trial["seed"]))
     console.print(t)
+    if out.get("kept_pruned"):
+        left = ", ".join(f"{escape(k['variant'])} seed {k['seed']}" for k in out["kept_pruned"])
+        console.print(f"left out, their variant was pruned by racing (--reopen VARIANT runs them): {left}")
     if out["job_id"]:
         console.print(f"sweep {sweep_id} {out['sweep']['status']}: job {out['job_id']}")
     elif not out["dry_run"]:
         console.print("nothing new: no job started")
-    if follow and out["job_id"]:
-        follow_sweep(sweep_id)
 
 
-def _extension_body(seeds: str | None, spec: Path | None) -> bytes:
-    if spec is not None and seeds:
-        console.print("[red]give --seeds or --spec, not both[/]")
+def _extension_body(seeds: str | None, spec: Path | None, reopen: list[str]) -> bytes:
+    if spec is not None and (seeds or reopen):
+        console.print("[red]give --seeds and --reopen, or --spec (`reopen:` in an additive file), not both[/]")
         raise typer.Exit(2)
     if spec is not None:
         return spec.read_bytes()
@@ -433,7 +450,7 @@ def _extension_body(seeds: str | None, spec: Path | None) -> bytes:
     except ValueError:
         console.print(f"[red]--seeds {seeds!r}[/]: give integers separated by commas, e.g. 3,4")
         raise typer.Exit(2) from None
-    return json.dumps({"seeds": values}).encode()
+    return json.dumps({"seeds": values, **({"reopen": reopen} if reopen else {})}).encode()
 
 
 def main(argv: list[str] | None = None) -> int:

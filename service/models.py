@@ -34,7 +34,7 @@ class SweepRow(Base):
 
 class ExtensionRow(Base):
     """One extension of a sweep: its number n (its job is ``{sweep id}-x{n}``), the Idempotency-Key it came with and
-    the hash of what it asked for, and its new trials (JSON list of NewTrial)."""
+    the hash of what it asked for, its new trials (JSON list of NewTrial), and what it did with pruned variants."""
 
     __tablename__ = "sweep_extensions"
 
@@ -44,4 +44,6 @@ class ExtensionRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     trials_json: Mapped[str] = mapped_column(Text)
+    # {"reopen": [variant], "kept_pruned": [NewTrial]}: pruned variants it runs after all, new trials it left out
+    pruned_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,7 +7,9 @@ filesystem between the API and Ray is assumed). A resume is a new job (submissio
 from __future__ import annotations
 
 import base64
+import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +33,14 @@ class JobState:
 
 class Submitter(Protocol):
     def submit(
-        self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0
+        self,
+        job_id: str,
+        sweep_id: str,
+        spec_json: str,
+        *,
+        resume: bool = False,
+        extension: int = 0,
+        reopen: Sequence[str] = (),
     ) -> None: ...
 
     def state(self, job_id: str) -> JobState | None: ...
@@ -41,10 +50,12 @@ class Submitter(Protocol):
     def ping(self) -> None: ...
 
 
-def entrypoint(sweep_id: str, spec_json: str, resume: bool, extension: int = 0) -> str:
-    """``extension`` n > 0: the job of the sweep's n-th extension (only its new trials run)."""
+def entrypoint(sweep_id: str, spec_json: str, resume: bool, extension: int = 0, reopen: Sequence[str] = ()) -> str:
+    """``extension`` n > 0: the job of the sweep's n-th extension (only its new trials run; ``reopen``: the variants
+    pruned before that get theirs)."""
     b64 = base64.b64encode(spec_json.encode()).decode()
     more = f" --extension {extension}" if extension else ""
+    more += "".join(f" --reopen {shlex.quote(v)}" for v in reopen) if extension else ""
     return f"python -m worker.sweep {'resume' if resume else 'run'} --sweep-id {sweep_id} --spec-b64 {b64}{more}"
 
 
@@ -82,14 +93,23 @@ class RayJobSubmitter:
             self._client = JobSubmissionClient(self.address)
         return self._client
 
-    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0) -> None:
+    def submit(
+        self,
+        job_id: str,
+        sweep_id: str,
+        spec_json: str,
+        *,
+        resume: bool = False,
+        extension: int = 0,
+        reopen: Sequence[str] = (),
+    ) -> None:
         # read by the job supervisor: SIGINT is Tune's clean stop, and the driver gets time to mark runs KILLED
         env = {**self.env, "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(self.stop_timeout_s)}
         deadline = time.monotonic() + self.agent_wait_s
         while True:
             try:
                 self.client.submit_job(
-                    entrypoint=entrypoint(sweep_id, spec_json, resume, extension),
+                    entrypoint=entrypoint(sweep_id, spec_json, resume, extension, reopen),
                     submission_id=job_id,
                     runtime_env={"env_vars": env},
                     metadata={"rskd_sweep_id": sweep_id},

@@ -7,11 +7,14 @@ service refuses raises :class:`Refused`, which the app answers as a Problem with
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from rskd_core.config import config_hash
 from service.deps import Services, run_in_db
-from service.models import SweepRow
+from service.models import ExtensionRow, SweepRow
 from service.repository import SweepRepository
 from worker.spec import SweepSpec
 from worker.states import RESUMABLE, TERMINAL, SweepStatus
@@ -82,14 +85,24 @@ def job_id_of(row: SweepRow) -> str:
     return base if row.attempts == 0 else f"{base}-r{row.attempts}"
 
 
+def _reopen(repo: SweepRepository, row: SweepRow) -> list[str]:
+    """The pruned variants the sweep's latest extension reopens (service/extend.py stored them with it)."""
+    if not row.extensions:
+        return []
+    query = select(ExtensionRow.pruned_json).where(ExtensionRow.sweep_id == row.id, ExtensionRow.n == row.extensions)
+    stored = repo.s.scalars(query).first()
+    return list(json.loads(stored).get("reopen", [])) if stored else []
+
+
 def submit(services: Services, repo: SweepRepository, sweep_id: str, *, resume: bool = False) -> SweepRow:
     """Submit the sweep's next Ray Job (``job_id_of``: the sweep id, then ``-r1``, ``-r2`` … for resumes) → SUBMITTED.
     A job that already exists was submitted before a crash: it is adopted. Ray refusing marks the sweep FAILED and
     re-raises."""
     row = _get(repo, sweep_id)
     job_id = job_id_of(row)
+    n = row.extensions or 0
     try:
-        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume, extension=row.extensions or 0)
+        services.submitter.submit(job_id, row.id, row.spec_json, resume=resume, extension=n, reopen=_reopen(repo, row))
     except Exception as err:
         if "already exists" not in str(err):
             repo.update(row, status=SweepStatus.FAILED, message=f"could not submit to Ray: {err}")

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboards.layout import RunState
+from worker.extension import keep_pruned, reopen_problems
 from worker.mlflow_extras import LiveNote
 from worker.spec import (
     DEFAULT_MAX_EPOCHS,
@@ -41,6 +42,7 @@ from worker.tracking import SweepTracker
 from worker.trainable import SweepContext, train_trial
 
 log = logging.getLogger(__name__)
+KEPT_BY = " [kept by "  # a reason carried into an extension: the first job's, then this
 ENV_FIELDS = {  # optional environment variable → DriverSettings field
     "RSKD_MAX_TRIALS": "max_trials",
     "RSKD_MAX_EPOCHS": "max_epochs",
@@ -118,17 +120,38 @@ def job_name(sweep_id: str, extension: int = 0) -> str:
     return f"{sweep_id}-x{extension}" if extension else sweep_id
 
 
-def extension_trials(existing: set[str], trials: list[Trial], settings: DriverSettings, name: str) -> list[Trial]:
-    """The trials an extension runs: those without a child run when it first started (kept beside its Tune state,
-    so a resumed extension runs the same set, never a finished trial of the sweep)."""
-    path = experiment_dir(settings, name) / "trials.json"
+def extension_trials(
+    existing: set[str],
+    trials: list[Trial],
+    settings: DriverSettings,
+    name: str,
+    pruned: Mapping[str, str] | None = None,
+) -> tuple[list[Trial], dict[str, str]]:
+    """The trials an extension runs: those without a child run when it first started, less those of a variant in
+    ``pruned`` (variant → why: pruned earlier, not reopened), and those variants. Both are kept beside its Tune state
+    (``trials.json``, ``kept_pruned.json``), so a resumed extension runs the same set, never a finished trial."""
+    folder = experiment_dir(settings, name)
+    path, kept_path = folder / "trials.json", folder / "kept_pruned.json"
     if path.is_file():
         chosen = set(json.loads(path.read_text()))
-        return [t for t in trials if t.trial_id in chosen]
-    new = [t for t in trials if t.trial_id not in existing]
+        kept = json.loads(kept_path.read_text()) if kept_path.is_file() else {}
+        return [t for t in trials if t.trial_id in chosen], kept
+    pruned = pruned or {}
+    new, left_out = keep_pruned([t for t in trials if t.trial_id not in existing], pruned)
+    kept = {t.variant: pruned[t.variant] for t in left_out}
     path.parent.mkdir(parents=True, exist_ok=True)
+    kept_path.write_text(json.dumps(kept))
     path.write_text(json.dumps([t.trial_id for t in new]))
-    return new
+    return new, kept
+
+
+def carried_decisions(tracker: SweepTracker, name: str, reopen: Collection[str]) -> dict[str, str]:
+    """The variants racing pruned in the sweep's earlier jobs and ``reopen`` does not name → why they stay pruned."""
+    pruned = tracker.pruned_variants()
+    for problem in reopen_problems(reopen, pruned):
+        log.warning("%s: ignored", problem)
+    suffix = f"{KEPT_BY}{name}; reopen it to run its new trials]"
+    return {v: why.split(KEPT_BY)[0] + suffix for v, why in pruned.items() if v not in reopen}
 
 
 def save_spec(settings: DriverSettings, sweep_id: str, spec: SweepSpec) -> None:
@@ -308,17 +331,25 @@ def finish(tracker: SweepTracker, run_ids: dict[str, str], interrupted: bool) ->
 
 
 def run_sweep(
-    spec: SweepSpec, sweep_id: str, settings: DriverSettings, *, resume: bool = False, extension: int = 0
+    spec: SweepSpec,
+    sweep_id: str,
+    settings: DriverSettings,
+    *,
+    resume: bool = False,
+    extension: int = 0,
+    reopen: Collection[str] = (),
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep on the Ray cluster this process is connected to. ``extension`` n > 0: the
     sweep was extended to ``spec`` (the union); only its new trials run, in their own Tune experiment ``{id}-x{n}``,
-    as children of the same parent run."""
+    as children of the same parent run — none of a variant racing pruned before, unless ``reopen`` names it."""
     trials = checked_trials(spec, settings)  # refuses a bad spec before anything starts
     name = job_name(sweep_id, extension)
     save_spec(settings, name, spec)
     tracker = SweepTracker(settings.tracking_uri, sweep_id, spec, settings.code_version, settings.artifact_root)
-    to_run = extension_trials(tracker.trial_ids(), trials, settings, name) if extension else trials
+    carried = carried_decisions(tracker, name, reopen) if extension else {}
+    to_run, kept = extension_trials(tracker.trial_ids(), trials, settings, name, carried) if extension else (trials, {})
     run_ids = tracker.child_runs(trials)
+    tracker.keep_pruned(trials, run_ids, kept)  # their new trials never start: KILLED and pruned from the outset
     ctx = SweepContext(
         sweep_id=sweep_id,
         tracking_uri=settings.tracking_uri,
@@ -340,7 +371,8 @@ def run_sweep(
     if spec.racing is not None:  # before close_runs: a pruned variant's trials that never started are no interruption
         from worker.racing import mark_pruned, read_decisions
 
-        mark_pruned(tracker.client, trials, run_ids, read_decisions(experiment_dir(settings, name)))
+        # this job's trials only: an earlier job's pruned runs keep their own reason
+        mark_pruned(tracker.client, to_run, run_ids, read_decisions(experiment_dir(settings, name)))
     interrupted = close_runs(tracker, spec, run_ids, stop)
     publish_report(tracker, spec, settings.dashboard_url)
     return finish(tracker, run_ids, interrupted)

@@ -5,11 +5,13 @@ An extension is either additive — ``{"seeds": [3, 4]}``, ``{"variants": {...}}
 and resources; every old seed, variant, grid value and baseline still there, unchanged). Either way the result is the
 union spec, and every trial of the old spec must be a trial of the union (a trial id is the hash of its resolved
 ``RunConfig``), so an extension only ever adds trials. The new trials are the union's expansion minus the trial ids
-that exist; they run as children of the same MLflow parent run.
+that exist; they run as children of the same MLflow parent run. Of those, a variant racing pruned before gets none
+(``keep_pruned``) unless the additive body's ``reopen`` names it (``reopen_problems``: a name that is not pruned).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -44,6 +46,13 @@ class ExtendBody(BaseModel):
         max_length=100,
         description="baselines to add (a method name, or {name, label, overrides})",
         json_schema_extra=baseline_or_name,
+    )
+
+    reopen: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="variants racing pruned earlier that get this extension's new trials after all (by default a "
+        "pruned variant gets none); not part of the spec",
     )
 
     @field_validator("baselines", mode="before")
@@ -140,6 +149,23 @@ def union_spec(old: SweepSpec, extension: ExtendBody | SweepSpec, max_trials: in
 def new_trials(union: SweepSpec, existing: set[str], max_trials: int) -> list[Trial]:
     """The union's trials whose id is not among ``existing`` (the trial ids the sweep has)."""
     return [t for t in expand(union, max_trials) if t.trial_id not in existing]
+
+
+def reopen_problems(reopen: Iterable[str], pruned: Collection[str]) -> list[str]:
+    """One line per name in ``reopen`` that is not a pruned variant of the sweep (``pruned``: their names)."""
+    have = ", ".join(sorted(pruned)) or "none"
+    return [
+        f"reopen.{name}: not a pruned variant of the sweep (pruned: {have})" for name in reopen if name not in pruned
+    ]
+
+
+def keep_pruned(
+    trials: list[Trial], pruned: Collection[str], reopen: Collection[str] = ()
+) -> tuple[list[Trial], list[Trial]]:
+    """The new trials split into those that run and those left out: a variant pruned so far (``pruned``: the
+    variants with a run racing marked pruned) gets no new trial unless ``reopen`` names it."""
+    closed = set(pruned) - set(reopen)
+    return [t for t in trials if t.variant not in closed], [t for t in trials if t.variant in closed]
 
 
 def parse_extension(text: str, fmt: str = "json") -> ExtendBody | SweepSpec:

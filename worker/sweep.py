@@ -3,6 +3,7 @@
     python -m worker.sweep run --spec SPEC.yaml --sweep-id ID     # or --spec-b64 (the spec travels with the job)
     python -m worker.sweep resume --sweep-id ID [--spec SPEC.yaml]
     python -m worker.sweep run --sweep-id ID --spec UNION.yaml --extension N   # only the trials that are new
+        [--reopen VARIANT …]   # a variant racing pruned before gets its new trials too (by default it gets none)
     python -m worker.sweep validate --spec SPEC.yaml               # expand and list the trials, run nothing
 
 Environment: ``MLFLOW_TRACKING_URI`` (default: SQLite under ``RSKD_HOME``), ``RSKD_STORAGE_PATH`` (Tune experiment
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if name != "validate":
             p.add_argument("--sweep-id", required=True)
             p.add_argument("--extension", type=int, default=0, help="n > 0: the sweep's n-th extension (new trials)")
+            more = "with --extension: a variant pruned before that gets its new trials (repeatable)"
+            p.add_argument("--reopen", action="append", default=[], metavar="VARIANT", help=more)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    outcome = run_sweep(spec, args.sweep_id, settings, resume=args.command == "resume", extension=args.extension)
+    resume = args.command == "resume"
+    outcome = run_sweep(spec, args.sweep_id, settings, resume=resume, extension=args.extension, reopen=args.reopen)
     print(
         f"sweep {args.sweep_id}: {outcome.status} — {outcome.finished} finished, {outcome.failed} failed, "
         f"{outcome.killed} killed of {outcome.trials}"

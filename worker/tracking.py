@@ -35,6 +35,7 @@ from dashboards.layout import (
     RunState,
     Tag,
     TrialIdentity,
+    TrialRecord,
     end_unfinished,
     sweep_filter,
     sweep_run_name,
@@ -122,6 +123,26 @@ class SweepTracker:
     def trial_ids(self) -> set[str]:
         """The trial ids that have a child run under this sweep's parent."""
         return {r.data.tags[Tag.TRIAL_ID] for r in self._find(KIND_TRIAL)}
+
+    def pruned_variants(self) -> dict[str, str]:
+        """The variants racing pruned in any job of this sweep (a child run tagged ``Tag.PRUNED``) → the reason."""
+        records = (TrialRecord.from_run(r) for r in self._find(KIND_TRIAL))
+        return {r.variant: r.pruned_reason or "pruned by racing" for r in records if r.pruned}
+
+    def keep_pruned(self, trials: Iterable[Trial], run_ids: dict[str, str], kept: dict[str, str]) -> list[str]:
+        """The runs of the ``kept`` variants (pruned earlier, not reopened: variant → why) that never started: KILLED
+        and tagged pruned, as racing marks the trials it keeps from starting; returns their run ids."""
+        marked = []
+        for trial in trials:
+            rid = run_ids.get(trial.trial_id)
+            if trial.variant not in kept or rid is None or self.client.get_run(rid).info.status != RunState.SCHEDULED:
+                continue
+            self.client.set_tag(rid, Tag.PRUNED, TRUE)
+            self.client.set_tag(rid, Tag.PRUNED_REASON, kept[trial.variant][:5000])
+            self.client.set_tag(rid, Tag.END_REASON, "its variant was pruned before this extension")
+            self.client.set_terminated(rid, status=RunState.KILLED)
+            marked.append(rid)
+        return marked
 
     def child_runs(self, trials: Iterable[Trial]) -> dict[str, str]:
         """trial id → run id; existing children are reused (resume, resubmission), missing ones created."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dashboards.collect import SweepData, frames
@@ -16,9 +17,19 @@ class FakeSubmitter:
     submitted: list[tuple[str, str, bool]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     specs: dict[str, tuple[str, int]] = field(default_factory=dict)  # job id → (spec JSON, extension)
+    reopened: dict[str, list[str]] = field(default_factory=dict)  # job id → the pruned variants it reopens
     fail: bool = False
 
-    def submit(self, job_id: str, sweep_id: str, spec_json: str, *, resume: bool = False, extension: int = 0) -> None:
+    def submit(
+        self,
+        job_id: str,
+        sweep_id: str,
+        spec_json: str,
+        *,
+        resume: bool = False,
+        extension: int = 0,
+        reopen: Sequence[str] = (),
+    ) -> None:
         if self.fail:
             raise ConnectionError("Ray is down")
         if job_id in self.jobs:
@@ -26,6 +37,7 @@ class FakeSubmitter:
         self.jobs[job_id] = JobState("SUBMITTED")
         self.submitted.append((job_id, sweep_id, resume))
         self.specs[job_id] = (spec_json, extension)
+        self.reopened[job_id] = list(reopen)
 
     def state(self, job_id: str) -> JobState | None:
         return self.jobs.get(job_id)

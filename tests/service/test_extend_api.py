@@ -186,3 +186,106 @@ def test_the_job_entrypoint_names_the_extension() -> None:
     cmd = shlex.split(entrypoint("sw-1", '{"name": "x"}', True, 2))
     assert cmd[:3] == ["python", "-m", "worker.sweep"] and cmd[3] == "resume" and cmd[-2:] == ["--extension", "2"]
     assert "--extension" not in entrypoint("sw-1", "{}", False)
+
+
+def pruned_sweep(client: TestClient, fakes: Any) -> str:
+    """The smoke sweep, finished, after racing pruned rskd_l at seed 1 (its run KILLED and tagged pruned)."""
+    sid = finished_sweep(client, fakes)
+    fakes[1].by_sweep[sid] = [_view("rskd_l", "variant", 0, "FINISHED", 0.50),
+                              _view("rskd_l", "variant", 1, "KILLED", None).model_copy(update={"pruned": True}),
+                              _view("ce", "baseline", 0, "FINISHED", 0.90), _view("ce", "baseline", 1, "FINISHED",
+                              0.91)]  # fmt: skip
+    return sid
+
+
+def test_a_pruned_variant_gets_no_new_trials_and_the_dry_run_lists_them(client: TestClient, fakes: Any) -> None:
+    sid = pruned_sweep(client, fakes)
+    dry = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [2, 3]})
+    assert dry.status_code == 200, dry.text
+    body = dry.json()
+    assert body["new_trials"] == 2 and {(t["variant"], t["seed"]) for t in body["trials"]} == {("ce", 2), ("ce", 3)}
+    assert [(t["variant"], t["seed"]) for t in body["kept_pruned"]] == [("rskd_l", 2), ("rskd_l", 3)]
+    assert body["reopened"] == [] and len(fakes[0].submitted) == 1
+    r = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2, 3]}, headers={"Idempotency-Key": "p1"})
+    assert r.status_code == 201 and r.json()["new_trials"] == 2 and len(r.json()["kept_pruned"]) == 2, r.text
+    assert fakes[0].reopened[f"{sid}-x1"] == []  # the job keeps the decision: no --reopen
+    got = client.get(f"/v1/sweeps/{sid}").json()
+    assert got["spec"]["seeds"] == [0, 1, 2, 3] and got["trials"] == 8  # the kept trials get a run, KILLED and pruned
+    again = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2, 3]}, headers={"Idempotency-Key": "p1"})
+    assert again.status_code == 200 and again.json()["kept_pruned"] == r.json()["kept_pruned"]
+
+
+def test_reopen_gives_a_pruned_variant_its_new_trials_in_the_job_and_its_resume(client: TestClient, fakes: Any) -> None:
+    sid = pruned_sweep(client, fakes)
+    body = {"seeds": [2], "reopen": ["rskd_l"]}
+    dry = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json=body).json()
+    assert dry["new_trials"] == 2 and dry["kept_pruned"] == [] and dry["reopened"] == ["rskd_l"]
+    r = client.post(f"/v1/sweeps/{sid}/extend", json=body, headers={"Idempotency-Key": "p2"})
+    assert r.status_code == 201 and {t["variant"] for t in r.json()["trials"]} == {"rskd_l", "ce"}, r.text
+    assert fakes[0].reopened[f"{sid}-x1"] == ["rskd_l"]
+    # the same union without reopen is another request: the key refuses it
+    other = client.post(f"/v1/sweeps/{sid}/extend", json={"seeds": [2]}, headers={"Idempotency-Key": "p2"})
+    assert other.status_code == 409
+    assert client.post(f"/v1/sweeps/{sid}/cancel").status_code == 200
+    assert client.post(f"/v1/sweeps/{sid}/resume").json()["job_id"] == f"{sid}-x1-r1"
+    assert fakes[0].reopened[f"{sid}-x1-r1"] == ["rskd_l"]
+
+
+def test_reopening_what_is_not_a_pruned_variant_is_422_naming_it(client: TestClient, fakes: Any) -> None:
+    sid = pruned_sweep(client, fakes)
+    r = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [2], "reopen": ["ce", "nope"]})
+    assert r.status_code == 422 and "reopen" in r.json()["detail"], r.text
+    assert r.json()["problems"] == ["reopen.ce: not a pruned variant of the sweep (pruned: rskd_l)",
+                                    "reopen.nope: not a pruned variant of the sweep (pruned: rskd_l)"]  # fmt: skip
+    plain = finished_sweep(client, fakes)
+    r = client.post(f"/v1/sweeps/{plain}/extend", json={"seeds": [2], "reopen": ["rskd_l"]})
+    assert r.status_code == 422 and r.json()["problems"] == [
+        "reopen.rskd_l: not a pruned variant of the sweep (pruned: none)"
+    ]
+    assert len(fakes[0].submitted) == 2  # the two sweeps' own jobs only
+
+
+def test_the_cli_reopens_and_says_what_it_left_out(
+    client: TestClient, fakes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from service import cli
+
+    sid = pruned_sweep(client, fakes)
+    sent: list[Any] = []
+
+    def call(method: str, path: str, **kw: Any) -> Any:
+        sent.append(json.loads(kw["content"]))
+        r = client.request(method, path, **kw)
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "_call", call)
+    monkeypatch.setattr(cli, "console", Console(file=out, width=200))
+    cli.extend(sid, seeds="2,3", dry_run=True)
+    assert "2 new trials (dry run)" in out.getvalue()
+    assert (
+        "left out, their variant was pruned by racing (--reopen VARIANT runs them): rskd_l seed 2, rskd_l seed 3"
+        in (out.getvalue())
+    )
+    cli.extend(sid, seeds="2,3", reopen=["rskd_l"])
+    assert sent[-1] == {"seeds": [2, 3], "reopen": ["rskd_l"]} and fakes[0].reopened[f"{sid}-x1"] == ["rskd_l"]
+    from typer.testing import CliRunner
+
+    args = ["sweeps", "extend", sid, "--seeds", "4", "--reopen", "rskd_l", "--reopen", "x", "--dry-run"]
+    monkeypatch.setattr(cli, "_call", lambda method, path, **kw: sent.append(json.loads(kw["content"])) or {
+        "new_trials": 0, "dry_run": True, "trials": [], "job_id": None})  # fmt: skip
+    assert CliRunner().invoke(cli.app, args).exit_code == 0 and sent[-1] == {"seeds": [4], "reopen": ["rskd_l", "x"]}
+
+
+def test_the_entrypoint_passes_reopen_quoted() -> None:
+    import shlex
+
+    from service.submitter import entrypoint
+
+    cmd = shlex.split(entrypoint("sw-1", "{}", False, 1, ["rskd_l", 'b[x="a b"]']))
+    assert cmd[-6:] == ["--extension", "1", "--reopen", "rskd_l", "--reopen", 'b[x="a b"]']

@@ -114,3 +114,19 @@ def test_the_body_is_additive_unless_it_names_a_spec() -> None:
 def test_the_union_keeps_the_trial_limit() -> None:
     with pytest.raises(SpecError, match="over the limit"):
         union_spec(spec(), ExtendBody(seeds=list(range(3, 40))), 20)
+
+
+def test_reopen_is_no_part_of_the_union_and_a_pruned_variant_is_kept_unless_reopened() -> None:
+    from worker.extension import keep_pruned, reopen_problems
+
+    old = spec()
+    union = union_spec(old, ExtendBody(seeds=[3], reopen=["b"]), LIMIT)
+    assert union == union_spec(old, ExtendBody(seeds=[3]), LIMIT)
+    new = new_trials(union, ids(old), LIMIT)
+    run, kept = keep_pruned(new, {"b"})
+    assert {t.variant for t in run} == {"a", "ce"} and [t.variant for t in kept] == ["b"]
+    run, kept = keep_pruned(new, {"b"}, ["b"])
+    assert len(run) == 3 and kept == []
+    assert reopen_problems(["b", "ce"], {"b"}) == ["reopen.ce: not a pruned variant of the sweep (pruned: b)"]
+    assert reopen_problems(["a"], set()) == ["reopen.a: not a pruned variant of the sweep (pruned: none)"]
+    assert parse_extension('{"seeds": [3], "reopen": ["b"]}') == ExtendBody(seeds=[3], reopen=["b"])

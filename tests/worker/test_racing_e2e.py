@@ -1,9 +1,11 @@
 """Racing end to end on digits (CPU): a collapsed variant (lr 1e-4: it stays near chance) is pruned after
 ``min_seeds`` paired seeds, its later trial never starts, the sweep still succeeds; the driver is stopped right after
-the decision and resumed, and the decision holds. MLflow and the report show the variant pruned with the bound."""
+the decision and resumed, and the decision holds. MLflow and the report show the variant pruned with the bound. An
+extension by one more seed then keeps the decision: only the baseline's new trial runs."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from dashboards.layout import Tag
 from dashboards.report import Report
 from tests.worker.test_sweep_e2e import ROOT, runs_of, sweep, sweep_env
+from worker.extension import ExtendBody, union_spec
+from worker.spec import SweepSpec
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +73,32 @@ def test_a_collapsed_variant_is_pruned_and_the_decision_survives_a_resume(tmp_pa
     assert broken.pruned and broken.n == 3 and broken.pruned_reason and "upper bound" in broken.pruned_reason
     md = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))).read_text()
     assert "broken§" in md and "§ pruned by racing" in md
+
+    extend_keeps_the_decision(tmp_path, env, client)
+
+
+def extend_keeps_the_decision(tmp_path: Path, env: dict[str, str], client: MlflowClient) -> None:
+    """An extension by seed 4 runs the baseline's new trial only: pruned broken's gets a run KILLED and pruned."""
+    union = union_spec(SweepSpec.model_validate(SPEC), ExtendBody(seeds=[4]), 500)
+    union_file = tmp_path / "union.json"
+    union_file.write_text(union.model_dump_json())
+    proc = sweep("run", "--spec", str(union_file), "--sweep-id", "race-1", "--extension", "1", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "FINISHED — 8 finished, 0 failed, 2 killed of 10" in proc.stdout
+    children = {(c.data.tags[Tag.VARIANT], int(c.data.tags[Tag.SEED])): c for c in runs_of(client, "race-1", "trial")}
+    assert len(children) == 10 and children[("ce", 4)].info.status == "FINISHED"
+    kept = children[("broken", 4)]
+    assert kept.info.status == "KILLED" and kept.data.tags[Tag.PRUNED] == "true" and "epoch" not in kept.data.metrics
+    assert "n=3 paired seeds" in kept.data.tags[Tag.PRUNED_REASON] and "[kept by race-1-x1" in kept.data.tags[
+        Tag.PRUNED_REASON]  # fmt: skip
+    started = json.loads((tmp_path / "storage" / "race-1-x1" / "trials.json").read_text())
+    assert started == [children[("ce", 4)].data.tags[Tag.TRIAL_ID]]
+    (parent,) = runs_of(client, "race-1", "sweep")
+    dest = tmp_path / "x1"
+    dest.mkdir()
+    report = Report.model_validate_json(
+        Path(client.download_artifacts(parent.info.run_id, "report/report.json", str(dest))).read_text()
+    )
+    rows = {v.variant: v for v in report.variants}
+    assert rows["broken"].pruned and rows["broken"].n == 3 and rows["ce"].n == 5
