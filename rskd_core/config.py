@@ -331,6 +331,13 @@ class RSKDConfig(_MethodBase):
     target: Literal["next", "last"] = Field(
         "next", description="stage l regresses the gap of stage l+1, or of the deepest stage (stage4 on ResNet-18)"
     )
+    layer_gap_grad: Literal["stop", "feature"] = Field(
+        "feature",
+        description="what a stage term trains besides its adapter: stop = stage l through the adapter only (the gap "
+        "sg(N(F̃_j) − N(F_j)) is a constant); feature = also through the student's side of the gap, F_j recomputed "
+        "from F_l by stages l+1..j with their weights detached (the stage analogue of gap_grad: feature; one more "
+        "forward of those stages per step)",
+    )
     feat_norm: Literal["none", "layernorm", "l2"] = Field("layernorm", description="normalise features before the gap")
     adapter: Literal["conv", "pool"] = Field("conv", description="conv3×3 stride-2 chain + BN, or pool + conv1×1 + BN")
     warmup_epochs: float = Field(5.0, ge=0, description="ramp λ_out, λ_l, λ_kd linearly from 0 over these epochs")

@@ -150,6 +150,7 @@ def residual_feature_loss(
     teacher_feature: torch.Tensor,
     norm: Literal["none", "layernorm", "l2"] = "none",
     mask: torch.Tensor | None = None,
+    student_grad: bool = False,
 ) -> torch.Tensor:
     """RSKD-ML, the layer-wise residual term (METHODS.md §11.2 item 2; an inferred formulation).
 
@@ -159,10 +160,14 @@ def residual_feature_loss(
         L_l = mean( (a_l(F_l) − sg(N(F̃_j) − N(F_j)))² ),
 
     the mean over every element (of the ``mask``ed rows), N the ``norm`` of :func:`normalize_features`. Gradients
-    reach F_l (and the layers before it) only through the adapter; the target is constant.
+    reach F_l (and the layers before it) only through the adapter; the target is constant. With ``student_grad`` the
+    student's side keeps its graph — L_l = mean((a_l(F_l) + N(F_j) − sg(N(F̃_j)))²) — for a caller that recomputed F_j
+    from F_l through detached weights (``layer_gap_grad: feature``); the teacher's side stays constant.
     """
     with torch.no_grad():
-        gap = normalize_features(teacher_feature, norm) - normalize_features(student_feature, norm)
+        teacher = normalize_features(teacher_feature, norm)
+    with torch.set_grad_enabled(student_grad and torch.is_grad_enabled()):
+        gap = teacher - normalize_features(student_feature, norm)
     if adapted.shape != gap.shape:
         raise ValueError(f"adapter output {tuple(adapted.shape)} does not match the target gap {tuple(gap.shape)}")
     squared = (adapted - gap) ** 2

@@ -6,8 +6,9 @@ inferred choice exposed as a knob. All teacher quantities are stop-gradient.
 * RSKD-L (``layers`` contains ``last``): a zero-initialised linear residual head r reads the pooled feature h and
   learns the gap g = z̃ − z between the pseudo-teacher's logits and the student's (:func:`residual_logit_loss`).
 * RSKD-ML (``layers`` contains shallow stages): an adapter a_l maps stage l's feature map to the shape of the
-  target stage j (l+1 with ``target=next``, the deepest with ``target=last``) and regresses sg(N(F̃_j) − N(F_j))
-  (:func:`residual_feature_loss`).
+  target stage j (l+1 with ``target=next``, the deepest with ``target=last``) and regresses N(F̃_j) − N(F_j)
+  (:func:`residual_feature_loss`); with ``layer_gap_grad=feature`` F_j is re-run from F_l through detached stages, so
+  the gap's student side carries the true derivative into F_l (``stop``: the gap is a constant).
 
 Total: L = w_ce·CE(z, y) + γ·CE(ẑ, y) + λ(t)·[w_out·L_out + w_layers·Σ_l L_l + w_kd·τ²·KL(p̃^τ ‖ p^τ)],
 λ(t) a linear ramp over ``warmup_epochs``. Rows without a teacher signal (``mask``) get only the CE terms.
@@ -86,8 +87,9 @@ class RSKD(Method):
         self.teacher_taps = tuple(targets)
         self.student_taps = tuple(sorted(set(self.stages) | set(targets) | ({"last"} if self.residual else set())))
         self.eval_taps = ("last",) if cfg.infer_with_residual else ()
-        # a reference, not a submodule: the classifier's parameters belong to the model (and its optimizer group)
+        # references, not submodules: the classifier's and the stages' parameters belong to the model
         self._classifier: tuple[nn.Linear] = (model.classifier(),)
+        self._model: tuple[TapModel] = (model,)
 
     def losses(
         self, batch: Batch, out: ModelOutput, teacher: TeacherSignal | None, progress: Progress
@@ -156,9 +158,11 @@ class RSKD(Method):
             if ramp > 0 and w.layers > 0:
                 assert teacher is not None
                 j = self.targets[layer]
-                adapted = self.adapters[layer](pick(out.taps[layer]))
+                f_l = pick(out.taps[layer])
+                feature = self.cfg.layer_gap_grad == "feature"
+                f_j = self._model[0].rerun_stages(f_l, layer, j) if feature else pick(out.taps[j])
                 loss = residual_feature_loss(
-                    adapted, pick(out.taps[j]), pick(teacher.features[j]), self.cfg.feat_norm, rows.mask
+                    self.adapters[layer](f_l), f_j, pick(teacher.features[j]), self.cfg.feat_norm, rows.mask, feature
                 )
                 terms[key] = ramp * w.layers * loss
         return terms

@@ -113,5 +113,17 @@ class TapModel(nn.Module):
     def forward_taps(self, x: torch.Tensor, names: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def rerun_stages(self, x: torch.Tensor, after: str, upto: str) -> torch.Tensor:
+        """Stage ``upto``'s output recomputed from stage ``after``'s output ``x`` with every weight detached and the
+        BatchNorm running statistics untouched (batch statistics in training mode, as in the forward): the gradient
+        reaches ``x`` through the stages, and no parameter or buffer changes."""
+        stages: nn.ModuleList = getattr(self, "stages")  # noqa: B009 — every model keeps its stages in .stages
+        names = self.stage_names()
+        for stage in stages[names.index(after) + 1 : names.index(upto) + 1]:
+            state = {n: p.detach() for n, p in stage.named_parameters()}
+            state |= {n: b.clone() for n, b in stage.named_buffers()}
+            x = torch.func.functional_call(stage, state, (x,))
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_taps(x, ())[0]
