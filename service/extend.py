@@ -99,14 +99,17 @@ def _new(
 
 
 def _keep_pruned(
-    services: Services, row: SweepRow, trials: list[Trial], reopen: list[str]
+    services: Services, row: SweepRow, union: SweepSpec, trials: list[Trial], reopen: list[str]
 ) -> tuple[list[Trial], list[Trial]]:
     """The new trials that run, and those left out because racing pruned their variant (``reopen`` excepted): 422
-    for a name in ``reopen`` that is not a pruned variant, 503 when MLflow does not answer."""
-    try:
-        pruned = {t.variant for t in services.trials.trials(row.id, row.name) if t.pruned}
-    except Exception as err:
-        raise Refused(503, f"MLflow is not answering: {err}") from None
+    for a name in ``reopen`` that is not a pruned variant, 503 when MLflow does not answer. A sweep without racing
+    pruned nothing: MLflow is not asked."""
+    pruned: set[str] = set()
+    if union.racing is not None:
+        try:
+            pruned = {t.variant for t in services.trials.trials(row.id, row.name) if t.pruned}
+        except Exception as err:
+            raise Refused(503, f"MLflow is not answering: {err}") from None
     problems = reopen_problems(reopen, pruned)
     if problems:
         raise Refused(422, f"sweep {row.id}: reopen names a variant that is not pruned", problems)
@@ -173,7 +176,7 @@ def extend(
     when this request started a job."""
     sweep_id = row.id
     union, trials, reopen, digest = _new(text, fmt, row, services, report, power)
-    run, left_out = _keep_pruned(services, row, trials, reopen)
+    run, left_out = _keep_pruned(services, row, union, trials, reopen)
     listed, kept = _listing(run), _listing(left_out)
     if dry_run:
         return ExtensionRead(sweep=_read(row), extension=0, new_trials=len(listed), trials=listed, kept_pruned=kept,

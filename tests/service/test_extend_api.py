@@ -27,8 +27,11 @@ def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], database_url
         yield c
 
 
-def finished_sweep(client: TestClient, fakes: Any) -> str:
-    sid: str = post_yaml(client, SMOKE).json()["id"]
+RACED = SMOKE + "racing: {baseline: ce, min_seeds: 2}\n"
+
+
+def finished_sweep(client: TestClient, fakes: Any, spec: str = SMOKE) -> str:
+    sid: str = post_yaml(client, spec).json()["id"]
     fakes[0].jobs[sid] = JobState("SUCCEEDED")
     sync_once(client.app.state.services)  # type: ignore[attr-defined]
     assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "SUCCEEDED"
@@ -189,8 +192,8 @@ def test_the_job_entrypoint_names_the_extension() -> None:
 
 
 def pruned_sweep(client: TestClient, fakes: Any) -> str:
-    """The smoke sweep, finished, after racing pruned rskd_l at seed 1 (its run KILLED and tagged pruned)."""
-    sid = finished_sweep(client, fakes)
+    """The raced smoke sweep, finished, after racing pruned rskd_l at seed 1 (its run KILLED and tagged pruned)."""
+    sid = finished_sweep(client, fakes, RACED)
     fakes[1].by_sweep[sid] = [_view("rskd_l", "variant", 0, "FINISHED", 0.50),
                               _view("rskd_l", "variant", 1, "KILLED", None).model_copy(update={"pruned": True}),
                               _view("ce", "baseline", 0, "FINISHED", 0.90), _view("ce", "baseline", 1, "FINISHED",
@@ -289,3 +292,15 @@ def test_the_entrypoint_passes_reopen_quoted() -> None:
 
     cmd = shlex.split(entrypoint("sw-1", "{}", False, 1, ["rskd_l", 'b[x="a b"]']))
     assert cmd[-6:] == ["--extension", "1", "--reopen", "rskd_l", "--reopen", 'b[x="a b"]']
+
+
+def test_a_sweep_without_racing_extends_without_asking_mlflow(client: TestClient, fakes: Any) -> None:
+    sid, raced = finished_sweep(client, fakes), finished_sweep(client, fakes, RACED)
+
+    def down(*_: Any) -> Any:
+        raise ConnectionError("MLflow down")
+
+    fakes[1].trials = down  # nothing was pruned in a sweep without racing: MLflow is not needed
+    r = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [2]})
+    assert r.status_code == 200 and r.json()["new_trials"] == 2 and r.json()["kept_pruned"] == [], r.text
+    assert client.post(f"/v1/sweeps/{raced}/extend?dry_run=true", json={"seeds": [2]}).status_code == 503
