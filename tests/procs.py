@@ -18,6 +18,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(3)
+        return s.connect_ex((host, port)) == 0
+
+
+def outward_address() -> str:
+    """This machine's address on its outgoing interface (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        ip = str(s.getsockname()[0])
+    assert not ip.startswith("127."), "this machine has no interface besides loopback to check"
+    return ip
+
+
 def processes_matching(*needles: str) -> list[int]:
     """PIDs whose command line (as /proc shows it: Ray sets process titles) contains every needle."""
     pids = []

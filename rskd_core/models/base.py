@@ -64,6 +64,7 @@ class TapModel(nn.Module):
     feature_info: list[FeatureSpec]
     num_classes: int
     fc: nn.Linear
+    stages: nn.ModuleList  # stage1..stageN, in order
 
     def classifier(self) -> nn.Linear:
         """The linear head z = W·h + b that reads the pooled feature ``last``."""
@@ -117,9 +118,8 @@ class TapModel(nn.Module):
         """Stage ``upto``'s output recomputed from stage ``after``'s output ``x`` with every weight detached and the
         BatchNorm running statistics untouched (batch statistics in training mode, as in the forward): the gradient
         reaches ``x`` through the stages, and no parameter or buffer changes."""
-        stages: nn.ModuleList = getattr(self, "stages")  # noqa: B009 — every model keeps its stages in .stages
         names = self.stage_names()
-        for stage in stages[names.index(after) + 1 : names.index(upto) + 1]:
+        for stage in self.stages[names.index(after) + 1 : names.index(upto) + 1]:
             state = {n: p.detach() for n, p in stage.named_parameters()}
             state |= {n: b.clone() for n, b in stage.named_buffers()}
             x = torch.func.functional_call(stage, state, (x,))

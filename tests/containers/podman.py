@@ -91,8 +91,10 @@ class Podman:
                 proc.kill()
             log.close()
 
-    def containers(self, project: str) -> list[str]:
-        out = self.run("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}", check=False)
+    def containers(self, project: str, running: bool = False) -> list[str]:
+        """The ids of the compose project's containers (only the running ones with ``running``)."""
+        every = () if running else ("-a",)
+        out = self.run("ps", *every, "-q", "--filter", f"label=com.docker.compose.project={project}", check=False)
         return out.stdout.split()
 
     def health(self, cid: str) -> str:
@@ -111,11 +113,10 @@ class Podman:
 
         def tick() -> None:
             while not stop.is_set():
-                running = self.run("ps", "-q", "--filter", f"label=com.docker.compose.project={project}", check=False)
                 procs = [
                     subprocess.Popen(["podman", "healthcheck", "run", cid], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    for cid in running.stdout.split()
+                    for cid in self.containers(project, running=True)
                 ]  # fmt: skip
                 for p in procs:
                     try:

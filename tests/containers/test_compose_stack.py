@@ -25,8 +25,7 @@ from dashboards.layout import KIND_SWEEP, sweep_filter
 from tests.compose.tool import ROOT, compose_cmd
 from tests.containers import images
 from tests.containers.podman import Podman, default_home
-from tests.procs import free_port, wait_for
-from tests.service.test_serve_e2e import outward_address, port_open
+from tests.procs import free_port, outward_address, port_open, wait_for
 
 pytestmark = pytest.mark.containers
 PROJECT = "rskd-ctest"

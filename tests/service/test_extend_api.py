@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,16 +137,15 @@ def test_to_power_stays_within_the_trial_limit(tmp_path: Path, fakes: Any, datab
         assert r.status_code == 200 and r.json()["new_trials"] == 2, r.text  # 3 seeds × 2 rows = the limit
 
 
-def test_the_cli_extends_through_the_api(client: TestClient, fakes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-
+def cli_through(client: TestClient, monkeypatch: pytest.MonkeyPatch, sent: list[Any]) -> io.StringIO:
+    """The CLI's HTTP calls answered by the test client (each JSON body kept in ``sent``); its output in the buffer."""
     from rich.console import Console
 
     from service import cli
 
-    sid = finished_sweep(client, fakes)
-
     def call(method: str, path: str, **kw: Any) -> Any:
+        if "content" in kw:
+            sent.append(json.loads(kw["content"]))
         r = client.request(method, path, **kw)
         assert r.status_code < 300, r.text
         return r.json()
@@ -153,6 +153,14 @@ def test_the_cli_extends_through_the_api(client: TestClient, fakes: Any, monkeyp
     out = io.StringIO()
     monkeypatch.setattr(cli, "_call", call)
     monkeypatch.setattr(cli, "console", Console(file=out, width=200))
+    return out
+
+
+def test_the_cli_extends_through_the_api(client: TestClient, fakes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import cli
+
+    sid = finished_sweep(client, fakes)
+    out = cli_through(client, monkeypatch, [])
     cli.extend(sid, seeds="2,3", dry_run=True)
     assert "4 new trials (dry run)" in out.getvalue() and len(fakes[0].submitted) == 1
     cli.extend(sid, seeds="2,3")
@@ -251,24 +259,11 @@ def test_reopening_what_is_not_a_pruned_variant_is_422_naming_it(client: TestCli
 def test_the_cli_reopens_and_says_what_it_left_out(
     client: TestClient, fakes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
-
-    from rich.console import Console
-
     from service import cli
 
     sid = pruned_sweep(client, fakes)
     sent: list[Any] = []
-
-    def call(method: str, path: str, **kw: Any) -> Any:
-        sent.append(json.loads(kw["content"]))
-        r = client.request(method, path, **kw)
-        assert r.status_code < 300, r.text
-        return r.json()
-
-    out = io.StringIO()
-    monkeypatch.setattr(cli, "_call", call)
-    monkeypatch.setattr(cli, "console", Console(file=out, width=200))
+    out = cli_through(client, monkeypatch, sent)
     cli.extend(sid, seeds="2,3", dry_run=True)
     assert "2 new trials (dry run)" in out.getvalue()
     assert (

@@ -4,7 +4,6 @@ own ports beside any other, a sweep followed to the end, and nothing left behind
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,27 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import outward_address, port_open
 from tests.service.test_stack_e2e import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RSKD = str(Path(sys.executable).parent / "rskd")
 
 pytestmark = pytest.mark.slow
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(3)
-        return s.connect_ex((host, port)) == 0
-
-
-def outward_address() -> str:
-    """This machine's address on its outgoing interface (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.1", 9))
-        ip = str(s.getsockname()[0])
-    assert not ip.startswith("127."), "this machine has no interface besides loopback to check"
-    return ip
 
 
 def test_serve_submit_follow_stop(tmp_path: Path) -> None:
