@@ -48,6 +48,13 @@ def processes_matching(*needles: str) -> list[int]:
     return pids
 
 
+def ray_active_nodes(status: str) -> int:
+    """How many nodes ``ray status`` lists as active; 0 while it has no autoscaler report yet (or printed an error)."""
+    if "Active:" not in status:
+        return 0
+    return status.split("Active:")[1].split("Pending:")[0].count("node_")
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     """Poll ``check`` until it is true; a server not answering yet (HTTP, socket, slow CLI) counts as not yet."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.compose.tool import ROOT, config_json
-from tests.procs import free_port, wait_for
+from tests.procs import free_port, ray_active_nodes, wait_for
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def test_the_compose_services_as_processes_run_a_sweep(tmp_path: Path, databases
             out = subprocess.run(_exe(["ray", "status", "--address", f"127.0.0.1:{ports['gcs']}"]),
                                  env=env_of("ray-head"), capture_output=True, text=True, timeout=60).stdout  # fmt: skip
             seen.append(out)
-            return out.split("Active:")[1].split("Pending:")[0].count("node_") == 2
+            return ray_active_nodes(out) == 2
 
         try:
             wait_for(two_nodes, 90, "the worker to join the head", interval=1.0)

@@ -25,7 +25,7 @@ from dashboards.layout import KIND_SWEEP, sweep_filter
 from tests.compose.tool import ROOT, compose_cmd
 from tests.containers import images
 from tests.containers.podman import Podman, default_home
-from tests.procs import free_port, outward_address, port_open, wait_for
+from tests.procs import free_port, outward_address, port_open, ray_active_nodes, wait_for
 
 pytestmark = pytest.mark.containers
 PROJECT = "rskd-ctest"
@@ -169,7 +169,7 @@ def check_the_stack(stack: Stack, ports: dict[str, int], token: str, timings: di
 
     def two_nodes() -> bool:  # the CPU worker joined the head by its service name
         out = podman.run("exec", head, "ray", "status", "--address", "127.0.0.1:6379", check=False).stdout
-        return out.split("Active:")[1].split("Pending:")[0].count("node_") == 2 if "Active:" in out else False
+        return ray_active_nodes(out) == 2
 
     wait_for(two_nodes, 120, "the Ray worker container to join the head", interval=2.0)
 
