@@ -54,6 +54,14 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
     )
 
 
+def pruned_variants(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> list[str]:
+    """The variants racing pruned (any of their runs tagged pruned), as ``service.extend`` counts them: only in a
+    sweep with ``racing``, the names an extension's ``reopen`` may give."""
+    if not (sweep.get("spec") or {}).get("racing"):
+        return []
+    return sorted({str(t["variant"]) for t in trials if t.get("pruned")})
+
+
 def sweep_page(
     sweep: dict[str, Any],
     report: Report | None,
@@ -65,7 +73,7 @@ def sweep_page(
     root: str = "",
 ) -> str:
     """``sweep``: id, name, status, ``active``, message, spec; ``trials``: TrialView-like dicts; ``links['mlflow']``
-    makes each run a link into the MLflow UI."""
+    makes each run a link into the MLflow UI. The Extend form offers to reopen each variant racing pruned."""
     states: dict[str, int] = {}
     for t in trials:
         states[t["status"]] = states.get(t["status"], 0) + 1
@@ -97,6 +105,7 @@ def sweep_page(
             downloads=DOWNLOADS,
             plots=plots,
             trials=view,
+            pruned=pruned_variants(sweep, trials),
             links=links,
             error=error,
             root=root,

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.submitter import JobState
 from service.sync import sync_once
+from service.trials import TrialView
 from tests.service.fakes import FakeSubmitter, FakeTrials
 from tests.service.test_api import SMOKE, _view, make_client, post_yaml
 
@@ -31,8 +32,11 @@ def client(tmp_path: Path, fakes: tuple[FakeSubmitter, FakeTrials], database_url
 RACED = SMOKE + "racing: {baseline: ce, min_seeds: 2}\n"
 
 
-def finished_sweep(client: TestClient, fakes: Any, spec: str = SMOKE) -> str:
+def finished_sweep(client: TestClient, fakes: Any, spec: str = SMOKE, runs: list[TrialView] | None = None) -> str:
+    """A sweep of ``spec`` whose job succeeded, with ``runs`` in MLflow (before the finished sweep's trials are read
+    and cached for good)."""
     sid: str = post_yaml(client, spec).json()["id"]
+    fakes[1].by_sweep[sid] = runs or []
     fakes[0].jobs[sid] = JobState("SUCCEEDED")
     sync_once(client.app.state.services)  # type: ignore[attr-defined]
     assert client.get(f"/v1/sweeps/{sid}").json()["status"] == "SUCCEEDED"
@@ -201,12 +205,10 @@ def test_the_job_entrypoint_names_the_extension() -> None:
 
 def pruned_sweep(client: TestClient, fakes: Any) -> str:
     """The raced smoke sweep, finished, after racing pruned rskd_l at seed 1 (its run KILLED and tagged pruned)."""
-    sid = finished_sweep(client, fakes, RACED)
-    fakes[1].by_sweep[sid] = [_view("rskd_l", "variant", 0, "FINISHED", 0.50),
-                              _view("rskd_l", "variant", 1, "KILLED", None).model_copy(update={"pruned": True}),
-                              _view("ce", "baseline", 0, "FINISHED", 0.90), _view("ce", "baseline", 1, "FINISHED",
-                              0.91)]  # fmt: skip
-    return sid
+    runs = [_view("rskd_l", "variant", 0, "FINISHED", 0.50),
+            _view("rskd_l", "variant", 1, "KILLED", None).model_copy(update={"pruned": True}),
+            _view("ce", "baseline", 0, "FINISHED", 0.90), _view("ce", "baseline", 1, "FINISHED", 0.91)]  # fmt: skip
+    return finished_sweep(client, fakes, RACED, runs)
 
 
 def test_a_pruned_variant_gets_no_new_trials_and_the_dry_run_lists_them(client: TestClient, fakes: Any) -> None:
@@ -299,3 +301,51 @@ def test_a_sweep_without_racing_extends_without_asking_mlflow(client: TestClient
     r = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [2]})
     assert r.status_code == 200 and r.json()["new_trials"] == 2 and r.json()["kept_pruned"] == [], r.text
     assert client.post(f"/v1/sweeps/{raced}/extend?dry_run=true", json={"seeds": [2]}).status_code == 503
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def stored_extension(client: TestClient, sid: str) -> tuple[list[Any], dict[str, Any]]:
+    """The sweep's one stored extension: its new trials and what it did with pruned variants."""
+    from sqlalchemy import select
+
+    from service.deps import run_in_db
+    from service.models import ExtensionRow
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    ext = run_in_db(
+        services, lambda repo: repo.s.scalars(select(ExtensionRow).where(ExtensionRow.sweep_id == sid)).one()
+    )
+    return json.loads(ext.trials_json), json.loads(ext.pruned_json or "{}")
+
+
+def test_the_sweep_page_offers_to_reopen_each_pruned_variant_only(client: TestClient, fakes: Any) -> None:
+    sid, plain = pruned_sweep(client, fakes), finished_sweep(client, fakes)
+    page = client.get(f"/dashboards/sweeps/{sid}").text
+    assert '<input type="checkbox" name="reopen" value="rskd_l"> reopen rskd_l (pruned by racing)' in page
+    assert page.count('name="reopen"') == 1 and 'value="ce"' not in page  # the baseline ran on: not offered
+    assert 'name="reopen"' not in client.get(f"/dashboards/sweeps/{plain}").text
+
+
+def test_the_sweep_page_form_reopens_a_pruned_variant(client: TestClient, fakes: Any) -> None:
+    sid = pruned_sweep(client, fakes)
+    r = client.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=2&reopen=rskd_l", headers=FORM,
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == f"/dashboards/sweeps/{sid}", r.text
+    assert fakes[0].reopened[f"{sid}-x1"] == ["rskd_l"]
+    trials, pruned = stored_extension(client, sid)
+    assert pruned == {"reopen": ["rskd_l"], "kept_pruned": []}
+    assert {(t["variant"], t["seed"]) for t in trials} == {("rskd_l", 2), ("ce", 2)}
+
+
+def test_the_sweep_page_form_shows_a_refused_reopen_naming_it(client: TestClient, fakes: Any) -> None:
+    sid = pruned_sweep(client, fakes)
+    r = client.post(f"/dashboards/sweeps/{sid}/extend", content="seeds=2&reopen=ce&reopen=nope", headers=FORM)
+    assert r.status_code == 422 and "<h1>Not extended</h1>" in r.text and "reopen names a variant" in r.text
+    for name in ("ce", "nope"):
+        assert f"<li>reopen.{name}: not a pruned variant of the sweep (pruned: rskd_l)</li>" in r.text
+    too_many = "&".join(f"reopen=v{i}" for i in range(101))
+    r = client.post(f"/dashboards/sweeps/{sid}/extend", content=f"seeds=2&{too_many}", headers=FORM)
+    assert r.status_code == 422 and "reopen: List should have at most 100 items" in r.text, r.text
+    assert len(fakes[0].submitted) == 1 and f"{sid}-x1" not in fakes[0].reopened  # nothing extended
