@@ -47,6 +47,7 @@ class RaceBook:
     """The racing state, shared by the searcher and the scheduler; mutated in place, never rebound."""
 
     results: dict[str, float] = field(default_factory=dict)  # trial id → final value of the racing metric
+    failed: dict[str, str] = field(default_factory=dict)  # trial id → its error (failed for good, after retries)
     pruned: dict[str, str] = field(default_factory=dict)  # variant → why (the bound and n at the stop)
     handed_out: dict[str, str] = field(default_factory=dict)  # Tune's trial id → our trial id
     live: set[str] = field(default_factory=set)  # Tune's trial ids handed out and not complete
@@ -54,6 +55,7 @@ class RaceBook:
     def state(self) -> dict[str, Any]:
         return {
             "results": self.results,
+            "failed": self.failed,
             "pruned": self.pruned,
             "handed_out": self.handed_out,
             "live": sorted(self.live),
@@ -62,6 +64,8 @@ class RaceBook:
     def load(self, state: dict[str, Any]) -> None:
         self.results.clear()
         self.results.update(state.get("results", {}))
+        self.failed.clear()
+        self.failed.update(state.get("failed", {}))
         self.pruned.update(state.get("pruned", {}))
         self.handed_out.clear()
         self.handed_out.update(state.get("handed_out", {}))
@@ -107,6 +111,7 @@ class RacingSearcher(Searcher):
             min_seeds=spec.racing.min_seeds,
             max_seeds=max(len(self.seeds), spec.racing.min_seeds),
         )
+        self.max_failed = spec.racing.max_failed
         self.max_concurrent = max(1, max_concurrent)
         self.book = book
         self.state_dir = state_dir
@@ -135,7 +140,11 @@ class RacingSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         self.book.live.discard(trial_id)
         ours = self.book.handed_out.get(trial_id)
-        if ours is None or error:
+        if ours is None:
+            return
+        if error:  # failed for good (Tune calls this only once its retries are spent)
+            self.book.failed[ours] = self._error_from_mlflow(ours)
+            self.decide()
             return
         value = self._final_value(self.by_id[ours], result or {})
         if value is None:
@@ -165,19 +174,43 @@ class RacingSearcher(Searcher):
             return None
         return float(value)
 
-    def _from_mlflow(self, trial_id: str) -> float | None:
+    def _run(self, trial_id: str) -> Any | None:
+        """The trial's MLflow run, or None (no MLflow given, or MLflow away: this trial waits for a later look)."""
         run_id = self.run_ids.get(trial_id)
         if not (self.tracking_uri and run_id):
             return None
         try:
             from mlflow.tracking import MlflowClient
 
-            run = MlflowClient(self.tracking_uri).get_run(run_id)
-        except Exception:  # MLflow away: this trial's pair waits for a later look
+            return MlflowClient(self.tracking_uri).get_run(run_id)
+        except Exception:
             log.warning("racing: could not read run %s from MLflow", run_id, exc_info=True)
             return None
-        value = run.data.metrics.get(self.final_key)
-        return float(value) if run.info.status == RunState.FINISHED and value is not None else None
+
+    def _from_mlflow(self, trial_id: str) -> float | None:
+        run = self._run(trial_id)
+        value = run.data.metrics.get(self.final_key) if run else None
+        return float(value) if run and run.info.status == RunState.FINISHED and value is not None else None
+
+    def _error_from_mlflow(self, trial_id: str) -> str:
+        """The failed trial's error as its run's ``Tag.ERROR`` says (``"an error"`` if MLflow cannot say)."""
+        run = self._run(trial_id)
+        return str(run.data.tags.get(Tag.ERROR, "an error"))[:300] if run else "an error"
+
+    def _failures(self, variant: str) -> list[RaceTrial]:
+        """The variant's failed trials on seeds where no racing baseline's trial failed (a seed where both failed
+        says nothing about the variant)."""
+        lost = {t.seed for t in self.order if t.variant in self.baselines and t.trial_id in self.book.failed}
+        return [t for t in self.order if t.variant == variant and t.trial_id in self.book.failed and t.seed not in lost]
+
+    def _failure_reason(self, variant: str) -> str | None:
+        failures = self._failures(variant)
+        if len(failures) < self.max_failed:
+            return None
+        seeds = ", ".join(str(t.seed) for t in failures)
+        first = self.book.failed[failures[0].trial_id]
+        return (f"racing: {len(failures)} of its trials failed (seeds {seeds}; max_failed {self.max_failed}), "
+                f"e.g. {first}")  # fmt: skip
 
     def _values(self, variant: str) -> dict[int, float]:
         return {t.seed: self.book.results[t.trial_id] for t in self.order
@@ -189,6 +222,11 @@ class RacingSearcher(Searcher):
         new: dict[str, str] = {}
         for variant in dict.fromkeys(t.variant for t in self.order if t.role == "variant"):
             if variant in self.book.pruned:
+                continue
+            failed = self._failure_reason(variant)
+            if failed:
+                new[variant] = failed
+                log.warning("racing pruned %s: %s", variant, failed)
                 continue
             mine = self._values(variant)
             diffs = {b: signed_differences(mine, v, self.seeds, self.higher_is_better) for b, v in baselines.items()}
@@ -207,7 +245,8 @@ class RacingSearcher(Searcher):
         path = Path(self.state_dir)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps({"pruned": self.book.pruned, "results": self.book.results}, indent=2))
+        state = {"pruned": self.book.pruned, "results": self.book.results, "failed": self.book.failed}
+        tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, path / STATE_FILE)
 
 
@@ -275,9 +314,10 @@ def racing_algorithms(
 
 
 def mark_pruned(client: Any, trials: list[Trial], run_ids: dict[str, str], pruned: dict[str, str]) -> list[str]:
-    """Every run of a pruned variant that did not finish: KILLED, tagged ``Tag.PRUNED`` and ``Tag.PRUNED_REASON``
-    (those that never started, and those stopped at an epoch's end; their checkpoints stay in Tune's storage).
-    ``client``: an ``MlflowClient``; returns the run ids marked."""
+    """Every run of a pruned variant that neither finished nor failed: KILLED, tagged ``Tag.PRUNED`` and
+    ``Tag.PRUNED_REASON`` (those that never started, and those stopped at an epoch's end; their checkpoints stay in
+    Tune's storage). A failed run stays FAILED with its error. ``client``: an ``MlflowClient``; returns the run ids
+    marked."""
     marked = []
     for t in trials:
         reason = pruned.get(t.variant)
@@ -285,7 +325,7 @@ def mark_pruned(client: Any, trials: list[Trial], run_ids: dict[str, str], prune
         if reason is None or rid is None:
             continue
         run = client.get_run(rid)
-        if run.info.status == RunState.FINISHED:
+        if run.info.status in (RunState.FINISHED, RunState.FAILED):  # a failed run keeps its state and its error
             continue
         client.set_tag(rid, Tag.PRUNED, TRUE)
         client.set_tag(rid, Tag.PRUNED_REASON, reason[:5000])

@@ -67,6 +67,13 @@ class RacingSpec(_Strict):
     margin: float = Field(0.0, ge=0, description="stop when worse by more than this, in the metric's logged units")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="P(any wrongful stop of a variant within margin) ≤ alpha")
     min_seeds: int = Field(2, ge=2, le=100, description="never stop before this many paired seeds")
+    max_failed: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="stop a variant once this many of its trials failed for good (a non-finite loss or another error) "
+        "on seeds where no racing baseline failed",
+    )
 
 
 class Resources(_Strict):
