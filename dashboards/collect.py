@@ -1,10 +1,10 @@
 """A sweep's child runs in MLflow → a tidy table, one row per trial, and the per-epoch test curves.
 
 Columns of ``SweepData.trials``: trial_id, run_id, experiment_id, variant, role, method, seed, status, stopped_early,
-epochs_done, pruned and pruned_reason (racing stopped the run's variant), ``final_<m>`` and ``best_<m>`` for m in
-top1, top5, nll, ece (final = the last epoch's value; best = the best epoch's, max for accuracies, min for NLL and
-ECE), and one column per swept knob (its dotted path). Accuracies are fractions; ECE is in % as rskd_core logs it
-(METHODS.md).
+epochs_done, pruned and pruned_reason (racing stopped the run's variant), reopened (an extension reopened the variant
+since), ``final_<m>`` and ``best_<m>`` for m in top1, top5, nll, ece (final = the last epoch's value; best = the best
+epoch's, max for accuracies, min for NLL and ECE), and one column per swept knob (its dotted path). Accuracies are
+fractions; ECE is in % as rskd_core logs it (METHODS.md).
 ``SweepData.curves``: run_id, variant, seed, metric, epoch, value.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 from dashboards.layout import KIND_TRIAL, METRICS, TrialRecord, sweep_filter
 
 RECORD_COLUMNS = ["trial_id", "run_id", "experiment_id", "variant", "role", "method", "seed", "status",
-                  "stopped_early", "epochs_done", "pruned", "pruned_reason"]  # fmt: skip
+                  "stopped_early", "epochs_done", "pruned", "pruned_reason", "reopened"]  # fmt: skip
 TRIAL_COLUMNS = [*RECORD_COLUMNS, *(f"{w}_{m}" for m in METRICS for w in ("final", "best"))]
 CURVE_COLUMNS = ["run_id", "variant", "seed", "metric", "epoch", "value"]
 

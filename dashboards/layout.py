@@ -10,9 +10,9 @@ of the packages that need it: the worker imports the dashboards (it publishes th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 
 class Tag:
@@ -39,6 +39,7 @@ class Tag:
     STOPPED_EARLY: Final = "rskd.stopped_early"  # "true" when ASHA stopped it
     PRUNED: Final = "rskd.pruned"  # "true" when racing stopped its variant before this run finished (KILLED)
     PRUNED_REASON: Final = "rskd.pruned_reason"  # the racing test's bound and n at the stop
+    REOPENED: Final = "rskd.reopened"  # on a pruned run: the extension's job ({id}-x{n}) that reopened its variant
     END_REASON: Final = "rskd.end_reason"  # why a run was ended by someone else than its own process
     ERROR: Final = "rskd.error"
     TRACEBACK: Final = "rskd.traceback"
@@ -182,6 +183,7 @@ class TrialRecord:
     metrics: dict[str, float]
     pruned: bool = False  # racing stopped its variant before this run finished
     pruned_reason: str | None = None
+    reopened: bool = False  # pruned, and an extension reopened its variant since (``Tag.REOPENED``)
 
     @classmethod
     def from_run(cls, run: Any) -> TrialRecord:
@@ -201,7 +203,55 @@ class TrialRecord:
             metrics=metrics,
             pruned=tags.get(Tag.PRUNED) == TRUE,
             pruned_reason=tags.get(Tag.PRUNED_REASON),
+            reopened=bool(tags.get(Tag.REOPENED)),
         )
+
+
+class RacingMarks(Protocol):
+    """What racing and extensions left on a trial's run: ``TrialRecord``, the service's trial view, ``Marks``."""
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def pruned(self) -> bool: ...
+
+    @property
+    def reopened(self) -> bool: ...
+
+    @property
+    def pruned_reason(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Marks:
+    """``RacingMarks`` of a row that is a mapping (a report's table row, a page's trial dict): a missing or empty
+    value (None, NaN) reads as not pruned, not reopened, no reason."""
+
+    variant: str
+    pruned: bool
+    reopened: bool
+    pruned_reason: str | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Marks:
+        def flag(key: str) -> bool:
+            return str(row.get(key)) == "True"  # True or numpy's; None and NaN are no flag
+
+        reason = row.get("pruned_reason")
+        return cls(str(row["variant"]), flag("pruned"), flag("reopened"), reason if isinstance(reason, str) else None)
+
+
+def pruned_variants(runs: Iterable[RacingMarks]) -> dict[str, str]:
+    """The variants racing has pruned **now** → why (the first reason found): those with a run tagged pruned that no
+    extension reopened since. A reopen (``Tag.REOPENED`` on every pruned run of the variant) lasts until racing prunes
+    the variant again: the runs racing then stops or keeps from starting carry the pruned tag alone. The one rule the
+    worker (which new trials an extension runs), the service (``reopen``'s names) and the report (``§``) share."""
+    pruned: dict[str, str] = {}
+    for run in runs:
+        if run.pruned and not run.reopened:
+            pruned.setdefault(run.variant, run.pruned_reason or "pruned by racing")
+    return pruned
 
 
 # ---------------------------------------------------------------- metrics

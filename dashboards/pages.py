@@ -12,7 +12,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from dashboards.layout import RunState, experiment_url, run_url
+from dashboards import layout
+from dashboards.layout import Marks, RunState, experiment_url, run_url
 from dashboards.render import note, table
 from dashboards.report import Report
 
@@ -55,11 +56,11 @@ def index_page(sweeps: list[dict[str, Any]], total: int, links: dict[str, str | 
 
 
 def pruned_variants(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> list[str]:
-    """The variants racing pruned (any of their runs tagged pruned), as ``service.extend`` counts them: only in a
-    sweep with ``racing``, the names an extension's ``reopen`` may give."""
+    """The variants racing has pruned and no extension reopened since (``layout.pruned_variants``), as
+    ``service.extend`` counts them: only in a sweep with ``racing``, the names an extension's ``reopen`` may give."""
     if not (sweep.get("spec") or {}).get("racing"):
         return []
-    return sorted({str(t["variant"]) for t in trials if t.get("pruned")})
+    return sorted(layout.pruned_variants(Marks.of(t) for t in trials))
 
 
 def sweep_page(

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from dashboards.collect import SweepData
-from dashboards.layout import METRICS, RunState, metric_info
+from dashboards.layout import METRICS, Marks, RunState, metric_info, pruned_variants
 from dashboards.power import difference_sd, seeds_needed
 from dashboards.stats import Compared, compare, describe, holm
 
@@ -151,11 +151,12 @@ def variant_stat(data: SweepData, name: str, col: str, ok: pd.Series) -> tuple[V
 
 
 def _pruned(rows: pd.DataFrame) -> dict[str, Any]:
-    """A variant is pruned when racing marked any of its runs (those it stopped or kept from starting)."""
-    if "pruned" not in rows or not rows["pruned"].fillna(False).astype(bool).any():
+    """A variant is pruned while racing's decision holds (``pruned_variants``: a run it stopped or kept from starting
+    that no extension reopened since); a reopened variant is a plain row again."""
+    if "pruned" not in rows:
         return {}
-    reasons = [r for r in rows.get("pruned_reason", pd.Series([], dtype=object)).dropna() if r]
-    return {"pruned": True, "pruned_reason": str(reasons[0]) if reasons else None}
+    reason = pruned_variants(Marks.of(row) for row in rows.to_dict("records")).get(str(rows["variant"].iloc[0]))
+    return {} if reason is None else {"pruned": True, "pruned_reason": reason}
 
 
 def _comparison(

@@ -6,9 +6,11 @@ submits it itself if this process dies in between: the job id is stored with the
 sweep is active (409). A body with nothing new changes nothing and starts no job. An ``Idempotency-Key`` replays the
 extension it first made (the same key with another body: 409).
 
-A variant racing pruned so far (any of its MLflow runs tagged pruned) gets no new trial — they are listed as
-``kept_pruned`` and the job gives them KILLED runs tagged pruned — unless the body's ``reopen`` names it (422 for a
-name that is not a pruned variant). The job learns ``reopen`` from the stored extension (``--reopen`` on its command).
+A variant racing pruned so far (a run tagged pruned that no extension reopened since:
+``dashboards.layout.pruned_variants``) gets no new trial — they are listed as ``kept_pruned`` and the job gives them
+KILLED runs tagged pruned — unless the body's ``reopen`` names it (422 for a name that is not a pruned variant). The
+job learns ``reopen`` from the stored extension (``--reopen`` on its command) and tags the variant's pruned runs
+reopened: the reopen lasts until racing prunes the variant again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from dashboards.layout import pruned_variants
 from dashboards.power import ALPHA, MAX_SEEDS, seeds_needed
 from dashboards.report import Report
 from rskd_core.config import config_hash
@@ -107,7 +110,7 @@ def _keep_pruned(
     pruned: set[str] = set()
     if union.racing is not None:
         try:
-            pruned = {t.variant for t in services.trials.trials(row.id, row.name) if t.pruned}
+            pruned = set(pruned_variants(services.trials.trials(row.id, row.name)))
         except Exception as err:
             raise Refused(503, f"MLflow is not answering: {err}") from None
     problems = reopen_problems(reopen, pruned)

@@ -146,8 +146,9 @@ def extension_trials(
 
 
 def carried_decisions(tracker: SweepTracker, name: str, reopen: Collection[str]) -> dict[str, str]:
-    """The variants racing pruned in the sweep's earlier jobs and ``reopen`` does not name → why they stay pruned."""
-    pruned = tracker.pruned_variants()
+    """The variants racing pruned in the sweep's earlier jobs (and no extension reopened since) that ``reopen`` does
+    not name → why they stay pruned."""
+    pruned = tracker.pruned_variants(job=name)
     for problem in reopen_problems(reopen, pruned):
         log.warning("%s: ignored", problem)
     suffix = f"{KEPT_BY}{name}; reopen it to run its new trials]"
@@ -341,7 +342,8 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or continue) a whole sweep on the Ray cluster this process is connected to. ``extension`` n > 0: the
     sweep was extended to ``spec`` (the union); only its new trials run, in their own Tune experiment ``{id}-x{n}``,
-    as children of the same parent run — none of a variant racing pruned before, unless ``reopen`` names it."""
+    as children of the same parent run — none of a variant racing pruned before, unless ``reopen`` names it (its
+    pruned runs are then tagged reopened: it counts as pruned no more, until racing prunes it again)."""
     trials = checked_trials(spec, settings)  # refuses a bad spec before anything starts
     name = job_name(sweep_id, extension)
     save_spec(settings, name, spec)
@@ -350,6 +352,8 @@ def run_sweep(
     to_run, kept = extension_trials(tracker.trial_ids(), trials, settings, name, carried) if extension else (trials, {})
     run_ids = tracker.child_runs(trials)
     tracker.keep_pruned(trials, run_ids, kept)  # their new trials never start: KILLED and pruned from the outset
+    if extension:  # a reopen lasts until racing prunes the variant again (its runs pruned from now on: not reopened)
+        tracker.reopen(set(reopen) - set(kept), name, own={t.trial_id for t in to_run})  # kept: as its first start
     ctx = SweepContext(
         sweep_id=sweep_id,
         tracking_uri=settings.tracking_uri,

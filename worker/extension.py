@@ -163,7 +163,8 @@ def keep_pruned(
     trials: list[Trial], pruned: Collection[str], reopen: Collection[str] = ()
 ) -> tuple[list[Trial], list[Trial]]:
     """The new trials split into those that run and those left out: a variant pruned so far (``pruned``: the
-    variants with a run racing marked pruned) gets no new trial unless ``reopen`` names it."""
+    variants racing has pruned and no extension reopened since, ``dashboards.layout.pruned_variants``) gets no new
+    trial unless ``reopen`` names it."""
     closed = set(pruned) - set(reopen)
     return [t for t in trials if t.variant not in closed], [t for t in trials if t.variant in closed]
 

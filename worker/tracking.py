@@ -16,7 +16,8 @@ import logging
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from dashboards.layout import (
     TrialIdentity,
     TrialRecord,
     end_unfinished,
+    pruned_variants,
     sweep_filter,
     sweep_run_name,
     sweep_tags,
@@ -124,10 +126,29 @@ class SweepTracker:
         """The trial ids that have a child run under this sweep's parent."""
         return {r.data.tags[Tag.TRIAL_ID] for r in self._find(KIND_TRIAL)}
 
-    def pruned_variants(self) -> dict[str, str]:
-        """The variants racing pruned in any job of this sweep (a child run tagged ``Tag.PRUNED``) → the reason."""
-        records = (TrialRecord.from_run(r) for r in self._find(KIND_TRIAL))
-        return {r.variant: r.pruned_reason or "pruned by racing" for r in records if r.pruned}
+    def pruned_variants(self, job: str | None = None) -> dict[str, str]:
+        """The variants racing has pruned in this sweep's jobs and no extension reopened since → the reason
+        (``dashboards.layout.pruned_variants``). ``job``: an extension's job, whose own reopens do not count (the
+        variants as it found them when it first started: what its resume must see)."""
+        records = []
+        for run in self._find(KIND_TRIAL):
+            record = TrialRecord.from_run(run)
+            if job is not None and run.data.tags.get(Tag.REOPENED) == job:
+                record = replace(record, reopened=False)
+            records.append(record)
+        return pruned_variants(records)
+
+    def reopen(self, variants: Collection[str], job: str, own: Collection[str] = ()) -> list[str]:
+        """Tag every pruned, not yet reopened run of ``variants`` ``Tag.REOPENED`` = ``job`` (the extension reopening
+        them), except the runs of the trials in ``own`` (this job's trials: racing may prune them again, and those
+        stay pruned); returns the run ids tagged. Idempotent: a resume tags nothing twice."""
+        tagged = []
+        for run in self._find(KIND_TRIAL):
+            record = TrialRecord.from_run(run)
+            if record.variant in variants and record.pruned and not record.reopened and record.trial_id not in own:
+                self.client.set_tag(record.run_id, Tag.REOPENED, job)
+                tagged.append(record.run_id)
+        return tagged
 
     def keep_pruned(self, trials: Iterable[Trial], run_ids: dict[str, str], kept: dict[str, str]) -> list[str]:
         """The runs of the ``kept`` variants (pruned earlier, not reopened: variant → why) that never started: KILLED

@@ -349,3 +349,35 @@ def test_the_sweep_page_form_shows_a_refused_reopen_naming_it(client: TestClient
     r = client.post(f"/dashboards/sweeps/{sid}/extend", content=f"seeds=2&{too_many}", headers=FORM)
     assert r.status_code == 422 and "reopen: List should have at most 100 items" in r.text, r.text
     assert len(fakes[0].submitted) == 1 and f"{sid}-x1" not in fakes[0].reopened  # nothing extended
+
+
+def reopened_sweep(client: TestClient, fakes: Any, pruned_again: bool) -> str:
+    """The raced smoke sweep after an extension reopened rskd_l (its pruned seed-1 run tagged reopened) and ran its
+    seed 2 — which, ``pruned_again``, racing in that extension stopped (pruned, not reopened)."""
+    seed2 = _view("rskd_l", "variant", 2, "KILLED", None).model_copy(update={"pruned": True}) if pruned_again else (
+        _view("rskd_l", "variant", 2, "FINISHED", 0.6))  # fmt: skip
+    runs = [_view("rskd_l", "variant", 0, "FINISHED", 0.50), seed2,
+            _view("rskd_l", "variant", 1, "KILLED", None).model_copy(update={"pruned": True, "reopened": True}),
+            *(_view("ce", "baseline", s, "FINISHED", 0.9) for s in range(3))]  # fmt: skip
+    return finished_sweep(client, fakes, RACED, runs)
+
+
+def test_a_reopen_lasts_until_racing_prunes_the_variant_again(client: TestClient, fakes: Any) -> None:
+    sid = reopened_sweep(client, fakes, pruned_again=False)
+    dry = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [3]}).json()
+    assert dry["new_trials"] == 2 and dry["kept_pruned"] == []  # no need to reopen it again
+    r = client.post(f"/v1/sweeps/{sid}/extend?dry_run=true", json={"seeds": [3], "reopen": ["rskd_l"]})
+    assert r.status_code == 422 and r.json()["problems"] == [
+        "reopen.rskd_l: not a pruned variant of the sweep (pruned: none)"
+    ]
+    assert 'name="reopen"' not in client.get(f"/dashboards/sweeps/{sid}").text
+    assert client.get(f"/v1/sweeps/{sid}").json()["trials_by_state"]["PRUNED"] == 1  # its old run was pruned then
+    row = next(v for v in client.get(f"/v1/sweeps/{sid}/report").json()["variants"] if v["variant"] == "rskd_l")
+    assert not row["pruned"] and row["n"] == 2
+
+    again = reopened_sweep(client, fakes, pruned_again=True)
+    dry = client.post(f"/v1/sweeps/{again}/extend?dry_run=true", json={"seeds": [3]}).json()
+    assert [(t["variant"], t["seed"]) for t in dry["kept_pruned"]] == [("rskd_l", 3)]
+    assert 'value="rskd_l"> reopen rskd_l' in client.get(f"/dashboards/sweeps/{again}").text
+    row = next(v for v in client.get(f"/v1/sweeps/{again}/report").json()["variants"] if v["variant"] == "rskd_l")
+    assert row["pruned"] and row["n"] == 1

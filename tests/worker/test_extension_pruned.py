@@ -1,9 +1,12 @@
 """An extension's driver keeps a pruned variant's decision (MLflow on SQLite, no Ray): the variant's new trials get
-no Tune trial but a run KILLED and tagged pruned, unless reopened; a resumed extension keeps the same split."""
+no Tune trial but a run KILLED and tagged pruned, unless reopened; a resumed extension keeps the same split. A reopen
+tags the variant's pruned runs and lasts until racing prunes it again."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from dashboards.layout import TRUE, RunState, Tag
 from worker.driver import DriverSettings, carried_decisions, extension_trials
@@ -72,3 +75,31 @@ def test_a_reopened_variant_runs_its_new_trials(tmp_path: Path) -> None:
     to_run, kept = extension_trials(tracker.trial_ids(), trials, settings, "kp-1-x1", {})
     assert {t.variant for t in to_run} == {"broken", "fine", "ce"} and kept == {}
     assert tracker.keep_pruned(trials, tracker.child_runs(trials), kept) == []
+
+
+def test_a_reopen_lasts_until_racing_prunes_the_variant_again(tmp_path: Path, caplog: Any) -> None:
+    tracker, settings = tracker_after_racing(tmp_path)
+    trials = expand(union_spec(SPEC, ExtendBody(seeds=[3]), 500))
+    carried_decisions(tracker, "kp-1-x1", ["broken"])
+    to_run, _ = extension_trials(tracker.trial_ids(), trials, settings, "kp-1-x1", {})
+    run_ids = tracker.child_runs(trials)
+    own = {t.trial_id for t in to_run}
+    (old,) = tracker.reopen(["broken"], "kp-1-x1", own)  # what run_sweep does as the extension starts
+    assert tracker.client.get_run(old).data.tags[Tag.REOPENED] == "kp-1-x1"
+    assert tracker.pruned_variants() == {}  # the next extension gives broken its new trials unasked
+    # a resume of that extension: nothing tagged twice, and its reopen is still a pruned variant to it (no warning)
+    assert tracker.reopen(["broken"], "kp-1-x1", own) == []
+    with caplog.at_level(logging.WARNING, logger="worker.driver"):
+        assert carried_decisions(tracker, "kp-1-x1", ["broken"]) == {}
+    assert "not a pruned variant" not in caplog.text
+    assert carried_decisions(tracker, "kp-1-x2", ["broken"]) == {} and "reopen.broken: not a pruned" in caplog.text
+    # racing in that extension prunes broken again: its new run carries the pruned tag alone, even after a resume
+    new = run_ids[next(t.trial_id for t in to_run if t.variant == "broken")]
+    tracker.client.set_tag(new, Tag.PRUNED, TRUE)
+    tracker.client.set_tag(new, Tag.PRUNED_REASON, "racing again")
+    assert tracker.reopen(["broken"], "kp-1-x1", own) == []
+    assert tracker.pruned_variants() == {"broken": "racing again"}
+    assert "[kept by kp-1-x2" in carried_decisions(tracker, "kp-1-x2", [])["broken"]
+    # a second reopen tags the runs pruned since, not those reopened before
+    assert tracker.reopen(["broken"], "kp-1-x2") == [new] and tracker.pruned_variants() == {}
+    assert tracker.client.get_run(old).data.tags[Tag.REOPENED] == "kp-1-x1"

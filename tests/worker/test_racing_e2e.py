@@ -1,7 +1,9 @@
 """Racing end to end on digits (CPU): a collapsed variant (lr 1e-4: it stays near chance) is pruned after
 ``min_seeds`` paired seeds, its later trial never starts, the sweep still succeeds; the driver is stopped right after
 the decision and resumed, and the decision holds. MLflow and the report show the variant pruned with the bound. An
-extension by one more seed then keeps the decision: only the baseline's new trial runs."""
+extension by one more seed then keeps the decision: only the baseline's new trial runs. A second extension reopens the
+variant for one more seed: it runs, its pruned runs are tagged reopened, and a third extension would not need to
+reopen it again."""
 
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from dashboards.layout import Tag
-from dashboards.report import Report
+from dashboards.layout import Tag, TrialRecord, pruned_variants
+from dashboards.report import Report, VariantStat
 from tests.worker.test_sweep_e2e import ROOT, runs_of, sweep, sweep_env
-from worker.extension import ExtendBody, union_spec
+from worker.extension import ExtendBody, keep_pruned, new_trials, union_spec
 from worker.spec import SweepSpec
 
 pytestmark = pytest.mark.slow
@@ -75,6 +77,7 @@ def test_a_collapsed_variant_is_pruned_and_the_decision_survives_a_resume(tmp_pa
     assert "broken§" in md and "§ pruned by racing" in md
 
     extend_keeps_the_decision(tmp_path, env, client)
+    reopen_lasts(tmp_path, env, client)
 
 
 def extend_keeps_the_decision(tmp_path: Path, env: dict[str, str], client: MlflowClient) -> None:
@@ -94,11 +97,43 @@ def extend_keeps_the_decision(tmp_path: Path, env: dict[str, str], client: Mlflo
         Tag.PRUNED_REASON]  # fmt: skip
     started = json.loads((tmp_path / "storage" / "race-1-x1" / "trials.json").read_text())
     assert started == [children[("ce", 4)].data.tags[Tag.TRIAL_ID]]
+    rows = report_rows(client, tmp_path / "x1")
+    assert rows["broken"].pruned and rows["broken"].n == 3 and rows["ce"].n == 5
+
+
+def report_rows(client: MlflowClient, dest: Path) -> dict[str, VariantStat]:
+    """The rows of the report the last job published on the sweep's parent run (downloaded into ``dest``)."""
     (parent,) = runs_of(client, "race-1", "sweep")
-    dest = tmp_path / "x1"
     dest.mkdir()
     report = Report.model_validate_json(
         Path(client.download_artifacts(parent.info.run_id, "report/report.json", str(dest))).read_text()
     )
-    rows = {v.variant: v for v in report.variants}
-    assert rows["broken"].pruned and rows["broken"].n == 3 and rows["ce"].n == 5
+    return {v.variant: v for v in report.variants}
+
+
+def reopen_lasts(tmp_path: Path, env: dict[str, str], client: MlflowClient) -> None:
+    """A second extension by seed 5 reopens broken: its seed-5 trial runs (one new pair is below racing's min_seeds:
+    no new decision), its pruned runs (seed 3, stopped by racing; seed 4, kept out by the first extension) are tagged
+    reopened by it, and a third extension would give broken its new trials without being asked."""
+    first = union_spec(SweepSpec.model_validate(SPEC), ExtendBody(seeds=[4]), 500)
+    union = union_spec(first, ExtendBody(seeds=[5], reopen=["broken"]), 500)
+    union_file = tmp_path / "union2.json"
+    union_file.write_text(union.model_dump_json())
+    args = ("--spec", str(union_file), "--sweep-id", "race-1", "--extension", "2", "--reopen", "broken")
+    proc = sweep("run", *args, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "FINISHED — 10 finished, 0 failed, 2 killed of 12" in proc.stdout
+    runs = runs_of(client, "race-1", "trial")
+    children = {(c.data.tags[Tag.VARIANT], int(c.data.tags[Tag.SEED])): c for c in runs}
+    assert children[("broken", 5)].info.status == "FINISHED" and Tag.PRUNED not in children[("broken", 5)].data.tags
+    assert {k: c.data.tags.get(Tag.REOPENED) for k, c in children.items() if k[0] == "broken"} == {
+        ("broken", 0): None, ("broken", 1): None, ("broken", 2): None,
+        ("broken", 3): "race-1-x2", ("broken", 4): "race-1-x2", ("broken", 5): None,
+    }  # fmt: skip
+    pruned = pruned_variants(TrialRecord.from_run(c) for c in runs)
+    assert pruned == {}
+    third = union_spec(union, ExtendBody(seeds=[6]), 500)
+    run, left_out = keep_pruned(new_trials(third, {c.data.tags[Tag.TRIAL_ID] for c in runs}, 500), pruned)
+    assert {(t.variant, t.seed) for t in run} == {("broken", 6), ("ce", 6)} and left_out == []
+    rows = report_rows(client, tmp_path / "x2")
+    assert not rows["broken"].pruned and rows["broken"].seeds == [0, 1, 2, 5] and rows["ce"].n == 6
