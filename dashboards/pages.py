@@ -6,6 +6,7 @@ they only shape it for the templates.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,7 @@ def sweep_page(
 ) -> str:
     """``sweep``: id, name, status, ``active``, message, spec; ``trials``: TrialView-like dicts; ``links['mlflow']``
     makes each run a link into the MLflow UI. The Extend form offers to reopen each variant racing pruned."""
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t["status"]] = states.get(t["status"], 0) + 1
+    states = dict(Counter(str(t["status"]) for t in trials))
     header: list[str] = []
     rows: list[Any] = []
     if report is not None and report.variants:

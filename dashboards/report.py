@@ -51,7 +51,8 @@ class VariantStat(BaseModel):
     metrics: dict[str, MetricStat]
     pruned: bool = Field(False, description="racing stopped this variant as clearly worse than a baseline; its "
                          "statistics are those of the seeds it finished before the stop")  # fmt: skip
-    pruned_reason: str | None = Field(None, description="the racing test's bound and n at the stop")
+    pruned_reason: str | None = Field(None, description="why racing stopped it: the test's bound and n at the "
+                                      "stop, or its failed trials (racing.max_failed)")  # fmt: skip
 
 
 class ComparisonStat(BaseModel):

@@ -52,4 +52,6 @@ def test_a_diverging_variant_is_pruned_after_max_failed_failures(tmp_path: Path)
     )
     rows = {v.variant: v for v in report.variants}
     assert rows["ce"].n == 3
-    assert "diverges" not in rows or (rows["diverges"].pruned and rows["diverges"].n == 0), rows.get("diverges")
+    diverges = rows["diverges"]  # kept in the report, pruned, with no seed counted and both failures excluded
+    assert diverges.pruned and diverges.n == 0 and diverges.excluded == 3, diverges
+    assert diverges.pruned_reason and "2 of its trials failed" in diverges.pruned_reason
