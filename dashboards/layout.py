@@ -10,6 +10,7 @@ of the packages that need it: the worker imports the dashboards (it publishes th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -80,13 +81,26 @@ def end_unfinished(client: Any, runs: Iterable[Any], status: str, reason: str) -
     returns the run ids ended. The one way runs are closed on behalf of a process that is gone: the driver after an
     interruption (KILLED) or a trial that never reported its end (FAILED), the service after a job ended (KILLED).
     ``client``: an ``MlflowClient``."""
-    ended = []
-    for run in runs:
-        if run.info.status not in RUN_TERMINAL:
-            client.set_tag(run.info.run_id, Tag.END_REASON, reason)
-            client.set_terminated(run.info.run_id, status=status)
-            ended.append(run.info.run_id)
-    return ended
+    return [run.info.run_id for run in runs
+            if run.info.status not in RUN_TERMINAL and _end_run(client, run.info.run_id, status, reason)]  # fmt: skip
+
+
+def _end_run(client: Any, run_id: str, status: str, reason: str, attempts: int = 3) -> bool:
+    """End one run; False when its own process ended it meanwhile. That process writes ``Tag.END_REASON`` too, and
+    two first writes of one tag race in MLflow's SQL store (a UNIQUE violation for the loser): the loser re-reads the
+    run, and tries again only while it is still not ended."""
+    for attempt in range(attempts):
+        try:
+            client.set_tag(run_id, Tag.END_REASON, reason)
+            client.set_terminated(run_id, status=status)
+            return True
+        except Exception:
+            if client.get_run(run_id).info.status in RUN_TERMINAL:
+                return False
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return False
 
 
 def sweep_filter(sweep_id: str, kind: str | None = None) -> str:

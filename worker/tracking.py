@@ -341,8 +341,8 @@ class TrialRun:
 
     def stopped(self, err: BaseException) -> None:
         """Stopped from outside (Tune shutting down, SystemExit): KILLED, not the trial's fault."""
-        self.client.set_tag(self.run_id, Tag.END_REASON, f"stopped: {type(err).__name__}")
-        self.client.set_terminated(self.run_id, status=RunState.KILLED)
+        reason = f"stopped: {type(err).__name__}"  # the driver may be ending it at the same moment: one way for both
+        end_unfinished(self.client, [self.client.get_run(self.run_id)], RunState.KILLED, reason)
 
     def _retry(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> None:
         mlflow_retry(fn, *args, patience_s=self.patience_s, what=what, **kwargs)
