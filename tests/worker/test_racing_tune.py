@@ -163,7 +163,7 @@ def test_mark_pruned_leaves_a_failed_run_failed() -> None:
     tags: dict[str, dict[str, str]] = {rid: {} for rid in status}
     ended: dict[str, str] = {}
     client = SimpleNamespace(
-        get_run=lambda rid: SimpleNamespace(info=SimpleNamespace(status=status[rid])),
+        get_run=lambda rid: SimpleNamespace(info=SimpleNamespace(run_id=rid, status=status[rid])),
         set_tag=lambda rid, k, v: tags[rid].__setitem__(k, v),
         set_terminated=lambda rid, status: ended.__setitem__(rid, status),
     )
