@@ -103,6 +103,19 @@ def _end_run(client: Any, run_id: str, status: str, reason: str, attempts: int =
     return False
 
 
+def mark_pruned_run(client: Any, run: Any, reason: str, end_reason: str) -> None:
+    """Tag a run (an MLflow ``Run``, not FINISHED or FAILED) pruned with ``reason`` and end it KILLED with
+    ``end_reason``: racing's trials it stopped or kept from starting, an extension's trials of a variant pruned before.
+    One still open may be ending itself at this moment: it is ended through ``end_unfinished``."""
+    rid = run.info.run_id
+    client.set_tag(rid, Tag.PRUNED, TRUE)
+    client.set_tag(rid, Tag.PRUNED_REASON, reason[:5000])
+    if run.info.status == RunState.KILLED:  # stopped at an epoch's end: its process is gone
+        client.set_tag(rid, Tag.END_REASON, end_reason)
+    else:
+        end_unfinished(client, [run], RunState.KILLED, end_reason)
+
+
 def sweep_filter(sweep_id: str, kind: str | None = None) -> str:
     """MLflow search filter for a sweep's runs (``kind``: KIND_TRIAL, KIND_SWEEP, or None for both)."""
     query = f"tags.`{Tag.SWEEP_ID}` = '{sweep_id}'"

@@ -74,7 +74,8 @@ class TrialRead(BaseModel):
     knobs: dict[str, Any]
     metrics: dict[str, float]
     pruned: bool = Field(False, description="racing stopped its variant before this trial finished (status KILLED)")
-    pruned_reason: str | None = Field(None, description="the racing test's bound and n at the stop")
+    pruned_reason: str | None = Field(None, description="why racing stopped its variant: the test's bound and n "
+                                      "at the stop, or its failed trials (racing.max_failed)")  # fmt: skip
     reopened: bool = Field(False, description="pruned, and an extension has reopened its variant since (it runs new "
                            "trials until racing prunes it again)")  # fmt: skip
 

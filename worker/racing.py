@@ -25,7 +25,7 @@ from typing import Any
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from dashboards.layout import TRUE, RunState, Tag, end_unfinished, metric_info
+from dashboards.layout import RunState, Tag, mark_pruned_run, metric_info
 from dashboards.sequential import RacePlan, decide, signed_differences
 from worker.spec import SweepSpec, Trial
 
@@ -327,11 +327,6 @@ def mark_pruned(client: Any, trials: list[Trial], run_ids: dict[str, str], prune
         run = client.get_run(rid)
         if run.info.status in (RunState.FINISHED, RunState.FAILED):  # a failed run keeps its state and its error
             continue
-        client.set_tag(rid, Tag.PRUNED, TRUE)
-        client.set_tag(rid, Tag.PRUNED_REASON, reason[:5000])
-        if run.info.status == RunState.KILLED:  # stopped at an epoch's end: its process is gone
-            client.set_tag(rid, Tag.END_REASON, "pruned by racing")
-        else:  # one that never started, or one whose process may be ending it right now
-            end_unfinished(client, [run], RunState.KILLED, "pruned by racing")
+        mark_pruned_run(client, run, reason, "pruned by racing")
         marked.append(rid)
     return marked

@@ -38,6 +38,7 @@ from dashboards.layout import (
     TrialIdentity,
     TrialRecord,
     end_unfinished,
+    mark_pruned_run,
     pruned_variants,
     sweep_filter,
     sweep_run_name,
@@ -156,13 +157,11 @@ class SweepTracker:
         marked = []
         for trial in trials:
             rid = run_ids.get(trial.trial_id)
-            if trial.variant not in kept or rid is None or self.client.get_run(rid).info.status != RunState.SCHEDULED:
+            run = self.client.get_run(rid) if trial.variant in kept and rid is not None else None
+            if run is None or run.info.status != RunState.SCHEDULED:
                 continue
-            self.client.set_tag(rid, Tag.PRUNED, TRUE)
-            self.client.set_tag(rid, Tag.PRUNED_REASON, kept[trial.variant][:5000])
-            self.client.set_tag(rid, Tag.END_REASON, "its variant was pruned before this extension")
-            self.client.set_terminated(rid, status=RunState.KILLED)
-            marked.append(rid)
+            mark_pruned_run(self.client, run, kept[trial.variant], "its variant was pruned before this extension")
+            marked.append(run.info.run_id)
         return marked
 
     def child_runs(self, trials: Iterable[Trial]) -> dict[str, str]:
